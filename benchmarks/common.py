@@ -1,0 +1,86 @@
+"""Shared benchmark plumbing: machine description, peak-rate probes, and RESULTS.md sections.
+
+Each benchmark script owns one section of RESULTS.md, delimited by HTML comments, and rewrites only that
+section, so scripts can be re-run independently and the file keeps every other table.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, AttributeError):
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    threads = torch.get_num_threads()
+    return f"{cpu}, {os.cpu_count()} cores{mem}{gpu}; torch {torch.__version__}, {threads} threads"
+
+
+def peak_rates(seconds: float = 1.0) -> dict[str, float]:
+    """Measured ceilings of this machine: fp32 matmul GFLOP/s and memory-copy GB/s."""
+    n = 1024
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b)
+        reps += 1
+    gflops = 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+    x = torch.empty(64 * 2**20 // 4)
+    y = torch.empty_like(x)
+    y.copy_(x)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        y.copy_(x)
+        reps += 1
+    gbps = 2 * x.numel() * 4 * reps / (time.perf_counter() - t0) / 1e9
+    return {"gflops": gflops, "gbps": gbps}
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def update_results(section: str, body: str) -> None:
+    """Replace (or append) the section named ``section`` of RESULTS.md with ``body``."""
+    begin, end = f"<!-- begin {section} -->", f"<!-- end {section} -->"
+    header = (
+        f"{begin}\nCommand: `{' '.join(['python', *sys.argv])}`  \n"
+        f"Machine: {machine()}  \nDate: {date.today().isoformat()}\n\n"
+    )
+    block = header + body.strip() + "\n" + end
+    text = (
+        RESULTS.read_text()
+        if RESULTS.exists()
+        else "# Benchmark results\n\nEvery figure below is measured by the named command.\n"
+    )
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    RESULTS.write_text(text)

@@ -1,0 +1,152 @@
+"""Checkpoints: safetensors + JSON, atomic writes, never a pickle (DESIGN.md §6).
+
+A run directory holds ``config.json`` (the model's config, enough for ``dgm.build``),
+``model.safetensors`` (the best weights), ``training_state.safetensors`` (model, optimizer and RNG state
+at the last checkpoint, with the trainer's counters as JSON metadata, in ONE file so that a crash can
+never leave weights and optimizer from different steps), ``run.json``, ``metrics.csv`` and
+``results.json``. Every file is written to a temporary name in the same directory, flushed, then renamed
+over the old one, so a crash leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor
+
+from dgm.core.errors import CheckpointError
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+TRAINING_STATE = "training_state.safetensors"
+RUN = "run.json"
+METRICS = "metrics.csv"
+RESULTS = "results.json"
+
+_PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"missing file {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+
+
+def save_tensors(
+    path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, Any] | None = None
+) -> None:
+    """Save tensors (moved to CPU, made contiguous, un-shared) with JSON metadata, atomically."""
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    meta = {"dgm": json.dumps(metadata or {})}
+    atomic_write(path, st_save(flat, metadata=meta))
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Load a safetensors file written by :func:`save_tensors`; refuse anything else with a clear error."""
+    path = Path(path)
+    if path.suffix in _PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"refusing to load {path}: it is a pickle-format file; dgm loads only safetensors"
+        )
+    if not path.is_file():
+        raise CheckpointError(f"missing checkpoint file {path}")
+    data = path.read_bytes()
+    if data[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or data[:4] == b"PK\x03\x04":
+        raise CheckpointError(
+            f"refusing to load {path}: it is a pickle/zip (torch.save) file, not safetensors"
+        )
+    try:
+        tensors = st_load(data)
+        from safetensors import safe_open  # metadata is only exposed through safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("dgm", "{}")
+        metadata = json.loads(raw)
+    except (SafetensorError, json.JSONDecodeError, ValueError, RuntimeError, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path} is corrupted or truncated ({msg})") from None
+    return tensors, metadata
+
+
+# ---------------------------------------------------------------------------- models
+def save_model(model, run_dir: str | Path, weights_name: str = WEIGHTS) -> None:
+    run_dir = Path(run_dir)
+    write_json(run_dir / CONFIG, model.config)
+    save_tensors(run_dir / weights_name, model.state_dict(), {"model": model.config["model"]})
+
+
+def load_state_into(model, tensors: dict[str, Tensor], source: str | Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for k, v in expected.items():
+        if tensors[k].shape != v.shape:
+            raise CheckpointError(
+                f"{source}: {k} has shape {tuple(tensors[k].shape)}, model expects {tuple(v.shape)}"
+            )
+    model.load_state_dict(tensors)
+
+
+def load(run_dir: str | Path, device: str | torch.device | None = None, weights: str = WEIGHTS):
+    """Rebuild a model from a run directory: ``config.json`` → ``dgm.build``, weights from safetensors.
+
+    Never unpickles anything. ``weights`` picks another safetensors file of the run (e.g. the last
+    checkpoint's weights are inside ``training_state.safetensors`` under ``model.*``).
+    """
+    from dgm.core.registry import build
+
+    run_dir = Path(run_dir)
+    if run_dir.suffix in _PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"refusing to load {run_dir}: it is a pickle-format file; dgm loads only safetensors"
+        )
+    if run_dir.is_file() and run_dir.suffix == ".safetensors":
+        run_dir, weights = run_dir.parent, run_dir.name
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist")
+    config = read_json(run_dir / CONFIG)
+    model = build(config)
+    tensors, _ = load_tensors(run_dir / weights)
+    if weights == TRAINING_STATE:
+        tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    load_state_into(model, tensors, run_dir / weights)
+    model.eval()
+    return model.to(device) if device is not None else model

@@ -1,0 +1,137 @@
+"""The one interface every model answers (DESIGN.md §1)."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import json
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from dgm.core.errors import ConfigError, DataError
+from dgm.core.support import Support, check_input
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list | torch.Size):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class GenerativeModel(nn.Module):
+    """Base class of every `dgm` model.
+
+    Subclasses implement :meth:`log_prob` (nats per example) and :meth:`sample`; :meth:`loss` defaults to
+    the mean negative log-likelihood. The constructor's arguments are recorded automatically, so
+    ``dgm.build(model.config)`` rebuilds the same architecture: keep them JSON-serialisable.
+
+    Class attributes:
+        name:  the registry name (set by :func:`dgm.register`).
+        exact: True where ``log_prob`` is exact; False where it is an estimate or a bound.
+    """
+
+    name: ClassVar[str] = ""
+    exact: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw):
+            init(self, *args, **kw)
+            # Wrappers finish innermost first, so the outermost (the class actually built) writes last.
+            bound = signature.bind(self, *args, **kw)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            arguments.pop(next(iter(signature.parameters)))  # self
+            for p in signature.parameters.values():
+                if p.kind is p.VAR_KEYWORD:
+                    arguments.update(arguments.pop(p.name))
+                elif p.kind is p.VAR_POSITIONAL:
+                    arguments.pop(p.name)
+            self._config = {"model": type(self).name or type(self).__name__.lower(), **_jsonable(arguments)}
+
+        cls.__init__ = recording_init
+
+    def __init__(self, event_shape, support: str = "real"):
+        super().__init__()
+        if isinstance(event_shape, int):
+            event_shape = (event_shape,)
+        try:
+            self.event_shape = tuple(int(d) for d in event_shape)
+        except (TypeError, ValueError):
+            raise ConfigError(f"event_shape must be a tuple of ints, got {event_shape!r}") from None
+        if not self.event_shape or any(d <= 0 for d in self.event_shape):
+            raise ConfigError(f"event_shape must be non-empty with positive sizes, got {self.event_shape}")
+        self.support = Support.parse(support)
+
+    # ------------------------------------------------------------------ contract
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Log-likelihood of each example in nats, shape ``(N,)``."""
+        raise NotImplementedError
+
+    def sample(
+        self, num_samples: int, context: Tensor | None = None, generator: torch.Generator | None = None
+    ):
+        """Draw ``num_samples`` examples, shape ``(num_samples, *event_shape)``."""
+        raise NotImplementedError
+
+    def loss(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Training objective in nats per example (mean NLL unless a subclass says otherwise)."""
+        return -self.log_prob(x, context).mean()
+
+    def loss_and_metrics(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """The loss plus any extra per-batch figures worth logging (e.g. a VAE's KL and reconstruction)."""
+        return self.loss(x, context), {}
+
+    @property
+    def config(self) -> dict:
+        cfg = copy.deepcopy(self._config)
+        try:
+            json.dumps(cfg)
+        except TypeError as e:
+            raise ConfigError(f"{cfg['model']}: config is not JSON-serialisable ({e})") from None
+        return cfg
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def num_dims(self) -> int:
+        """D, the number of values in one example (bits/dim divides by it)."""
+        return math.prod(self.event_shape)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes a ``context`` (class index or conditioning tensor)."""
+        return False
+
+    @property
+    def device(self) -> torch.device:
+        for t in (*self.parameters(), *self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    def num_parameters(self) -> int:
+        """Number of free parameters (subclasses override where parameterisation has redundancy)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def validate(self, x, what: str = "input") -> Tensor:
+        """Check a batch against ``event_shape`` and ``support``; a clear DataError otherwise."""
+        return check_input(x, self.event_shape, self.support, what).to(self.device)
+
+    def check_num_samples(self, num_samples) -> int:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
+            raise DataError(f"num_samples must be a non-negative int, got {num_samples!r}")
+        return num_samples
+
+    def extra_repr(self) -> str:
+        return f"event_shape={self.event_shape}, support={self.support}"

@@ -1,0 +1,81 @@
+"""NLL in nats per example and bits per dimension, as every table in `dgm` reports them (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from dgm.core.errors import DataError
+
+
+def bits_per_dim(nll_nats: float | Tensor, num_dims: int) -> float | Tensor:
+    """bits/dim = NLL / (D · ln 2)."""
+    return nll_nats / (num_dims * math.log(2))
+
+
+def _as_dataset(data):
+    from dgm.data.dataset import Dataset
+
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, Tensor):
+        return Dataset(name="tensor", split="-", x=data)
+    if isinstance(data, tuple) and len(data) == 2:
+        return Dataset(name="tensor", split="-", x=data[0], y=data[1])
+    raise DataError(f"expected a dgm Dataset, a tensor or an (x, y) pair, got {type(data).__name__}")
+
+
+@torch.no_grad()
+def log_prob_dataset(
+    model,
+    data,
+    batch_size: int = 1000,
+    generator: torch.Generator | None = None,
+    **log_prob_options,
+) -> Tensor:
+    """``model.log_prob`` of every example, in order, as a float64 CPU tensor of shape ``(N,)``.
+
+    ``log_prob_options`` (e.g. ``num_samples`` for latent-variable models) are passed through.
+    """
+    data = _as_dataset(data)
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        for x, y in data.batches(batch_size, generator=generator):
+            context = y.to(model.device) if (model.conditional and y is not None) else None
+            out.append(model.log_prob(x.to(model.device), context, **log_prob_options).double().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def evaluate(model, data, batch_size: int = 1000, generator=None, **log_prob_options) -> dict:
+    """Mean NLL (nats per example) with its standard error, bits/dim, and what the figure is.
+
+    The returned dict says whether the figure is exact or an estimate, on which split of which data,
+    and with which binarisation — every reported figure states these (DESIGN.md §4).
+    """
+    data = _as_dataset(data)
+    lp = log_prob_dataset(model, data, batch_size, generator, **log_prob_options)
+    n = len(lp)
+    if n == 0:
+        raise DataError(f"{data.name}/{data.split} has no examples to evaluate")
+    nll = -lp.mean().item()
+    stderr = lp.std().item() / math.sqrt(n) if n > 1 else float("nan")
+    result = {
+        "nll": nll,
+        "nll_stderr": stderr,
+        "bits_per_dim": bits_per_dim(nll, model.num_dims),
+        "num_dims": model.num_dims,
+        "exact": bool(model.exact),
+        "num_examples": n,
+        "dataset": data.name,
+        "split": data.split,
+        "binarization": data.binarization,
+    }
+    if log_prob_options:
+        result.update({k: v for k, v in log_prob_options.items() if isinstance(v, int | float | str)})
+    return result

@@ -1,0 +1,545 @@
+"""The one training loop (DESIGN.md §6).
+
+Adam on the model's ``loss`` (or the model's own closed-form / EM ``fit`` where it has one), batches,
+gradient-norm clipping, early stopping on validation NLL, best-weights keeping, a progress bar, a
+metrics CSV (and TensorBoard when installed), periodic atomic checkpoints and exact resumption.
+
+Resumption is exact: a checkpoint stores the model, the optimizer, the global torch RNG, the data
+generator (dynamic binarisation) and the shuffling generator's state *at the start of the epoch*
+with the position inside it, so a resumed run replays the same permutation from the same batch and
+reaches the same parameters as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from dgm.core import checkpoint as ckpt
+from dgm.core.errors import CheckpointError, ConfigError, DgmError
+from dgm.evaluation.metrics import _as_dataset, evaluate
+
+
+class TrainingError(DgmError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+
+class TrainingInterrupted(DgmError):
+    """Training was stopped by the user; the checkpoint written on the way out allows ``resume``."""
+
+
+@dataclass
+class TrainOptions:
+    """Options of :func:`train`; all plain data, stored in ``run.json``."""
+
+    epochs: int = 50
+    batch_size: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float | None = 100.0  # max gradient norm; None disables clipping
+    patience: int | None = 10  # epochs without validation improvement before stopping; None: never
+    seed: int = 0
+    method: str = "auto"  # "auto": the model's closed-form/EM `fit` if it has one, else "gradient"
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    eval_batch_size: int = 1000
+    checkpoint_every: float = 300.0  # seconds between mid-epoch checkpoints (one is always written per epoch)
+    max_steps: int | None = None  # stop after this many optimizer steps in total
+    tensorboard: bool | None = None  # None: log to TensorBoard if it is installed
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        if self.method not in ("auto", "gradient", "fit"):
+            raise ConfigError(f"method must be 'auto', 'gradient' or 'fit', got {self.method!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+
+
+@dataclass
+class TrainState:
+    """Counters saved in every checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # batches completed inside the current epoch
+    step: int = 0  # optimizer steps (or fit iterations) in total
+    best_valid_nll: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+    elapsed_s: float = 0.0
+    epoch_sums: dict[str, float] = field(default_factory=dict)  # running sums of this epoch's batch metrics
+    epoch_count: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, Any]]
+    best_valid_nll: float
+    best_epoch: int
+    stopped_early: bool
+    steps: int
+    elapsed_s: float
+    run_dir: Path | None
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Holds the state of one training run; :func:`train` is the usual entry point."""
+
+    def __init__(
+        self,
+        model,
+        train_data,
+        valid_data=None,
+        *,
+        out=None,
+        resume=False,
+        progress=True,
+        callbacks: Iterable[Callable[[Trainer], None]] = (),
+        run_info: dict | None = None,
+        **options,
+    ):
+        known = {f.name for f in fields(TrainOptions)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown training option {', '.join(unknown)}; options are: {', '.join(sorted(known))}"
+            )
+        self.options = TrainOptions(**options)
+        self.model = model
+        self.train_data = _as_dataset(train_data)
+        self.valid_data = None if valid_data is None else _as_dataset(valid_data)
+        self.out = None if out is None else Path(out)
+        self.resume = resume
+        self.progress = progress
+        self.callbacks = list(callbacks)
+        self.run_info = run_info or {}
+        self.device = resolve_device(self.options.device)
+        self.state = TrainState()
+        self._stop_requested = False
+        self._last_checkpoint = time.monotonic()
+        self._tb = None
+        if resume and self.out is None:
+            raise ConfigError("resume=True needs the run directory (out=...)")
+        if len(self.train_data) == 0:
+            raise ConfigError("training data is empty")
+        if model.conditional and self.train_data.y is None:
+            raise ConfigError(f"model {model.name!r} is conditional but {self.train_data.name} has no labels")
+        self.method = self.options.method
+        if self.method == "auto":
+            self.method = "fit" if callable(getattr(model, "fit", None)) else "gradient"
+        if self.method == "fit" and not callable(getattr(model, "fit", None)):
+            raise ConfigError(f"model {model.name!r} has no closed-form/EM fit; use method 'gradient'")
+
+    # ----------------------------------------------------------------- control
+    def request_stop(self) -> None:
+        """Stop at the next step boundary, writing a checkpoint (what Ctrl-C does)."""
+        self._stop_requested = True
+
+    def run(self) -> TrainResult:
+        opts = self.options
+        self.model.to(self.device)
+        self.shuffle_gen = torch.Generator().manual_seed(opts.seed)
+        self.data_gen = torch.Generator().manual_seed(opts.seed + 1)
+        self.optimizer = (
+            torch.optim.Adam(self.model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+            if any(p.requires_grad for p in self.model.parameters()) and self.method == "gradient"
+            else None
+        )
+        self._epoch_start_shuffle = self.shuffle_gen.get_state()
+        if self.out is not None:
+            self._prepare_run_dir()
+        start = time.monotonic() - self.state.elapsed_s
+        previous_handler = self._install_sigint()
+        try:
+            if not self.state.finished:
+                (self._fit_loop if self.method == "fit" else self._gradient_loop)(start)
+                self.state.finished = True
+                self.state.elapsed_s = time.monotonic() - start
+                if self.out is not None:
+                    self._save_checkpoint()
+        finally:
+            self._restore_sigint(previous_handler)
+            if self._tb is not None:
+                self._tb.close()
+        self._load_best()
+        return TrainResult(
+            self.state.history,
+            self.state.best_valid_nll,
+            self.state.best_epoch,
+            self.state.stopped_early,
+            self.state.step,
+            self.state.elapsed_s,
+            self.out,
+        )
+
+    # ----------------------------------------------------------------- loops
+    def _gradient_loop(self, start: float) -> None:
+        opts, st, data = self.options, self.state, self.train_data
+        n = len(data)
+        num_batches = math.ceil(n / opts.batch_size)
+        for epoch in range(st.epoch, opts.epochs):
+            # The permutation is replayed from the generator state saved at the epoch's start.
+            if st.batch == 0:
+                self._epoch_start_shuffle = self.shuffle_gen.get_state()
+            else:
+                self.shuffle_gen.set_state(self._epoch_start_shuffle)
+            perm = torch.randperm(n, generator=self.shuffle_gen)
+            self.model.train()
+            bar = tqdm(
+                total=num_batches,
+                initial=st.batch,
+                desc=f"epoch {epoch + 1}/{opts.epochs}",
+                disable=not self.progress,
+                leave=False,
+                dynamic_ncols=True,
+            )
+            t_epoch = time.monotonic()
+            for b in range(st.batch, num_batches):
+                idx = perm[b * opts.batch_size : (b + 1) * opts.batch_size]
+                x, y = data.get_batch(idx, self.data_gen)
+                metrics = self._step(x, y)
+                st.batch, st.step = b + 1, st.step + 1
+                st.epoch_count += len(idx)
+                for k, v in metrics.items():
+                    st.epoch_sums[k] = st.epoch_sums.get(k, 0.0) + v * len(idx)
+                bar.update(1)
+                if b % 10 == 0 or b == num_batches - 1:
+                    bar.set_postfix(loss=f"{st.epoch_sums['train_loss'] / st.epoch_count:.3f}")
+                for cb in self.callbacks:
+                    cb(self)
+                if self._stop_requested:
+                    bar.close()
+                    self._interrupt(start)
+                if opts.max_steps is not None and st.step >= opts.max_steps:
+                    break
+                if self.out is not None and time.monotonic() - self._last_checkpoint > opts.checkpoint_every:
+                    st.elapsed_s = time.monotonic() - start
+                    self._save_checkpoint()
+            bar.close()
+            row = {"epoch": epoch + 1, "step": st.step}
+            row.update({k: v / max(st.epoch_count, 1) for k, v in st.epoch_sums.items()})
+            row["lr"] = self.optimizer.param_groups[0]["lr"] if self.optimizer else float("nan")
+            row["epoch_time_s"] = time.monotonic() - t_epoch
+            if self._end_epoch(row, start):
+                return
+            if opts.max_steps is not None and st.step >= opts.max_steps:
+                return
+
+    def _step(self, x, y) -> dict[str, float]:
+        x = x.to(self.device)
+        context = y.to(self.device) if (self.model.conditional and y is not None) else None
+        try:
+            loss, extra = self.model.loss_and_metrics(x, context)
+        except ValueError as e:  # torch.distributions' argument check on NaN/inf parameters
+            if "invalid values" not in str(e):
+                raise
+            step = self.state.step + 1
+            raise TrainingError(
+                f"model parameters became NaN/inf at step {step}; lower --lr or set --grad-clip"
+            ) from None
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"loss became {loss.item()} at step {self.state.step + 1}; lower --lr or set --grad-clip"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.options.grad_clip if self.options.grad_clip is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+        return {
+            "train_loss": loss.item(),
+            "grad_norm": float(grad_norm),
+            **{k: float(v) for k, v in extra.items()},
+        }
+
+    def _fit_loop(self, start: float) -> None:
+        """Closed-form or EM fitting: each iteration the model yields counts as an epoch."""
+        st = self.state
+        iterations = self.model.fit(self.train_data, initialize=st.step == 0, generator=self.data_gen)
+        for row in iterations:
+            t = time.monotonic()
+            st.step += 1
+            row = {"epoch": st.epoch + 1, "step": st.step, **row, "epoch_time_s": time.monotonic() - t}
+            if self._end_epoch(row, start) or st.epoch >= self.options.epochs:
+                return
+            if self._stop_requested:
+                self._interrupt(start)
+
+    def _end_epoch(self, row: dict, start: float) -> bool:
+        """Validate, log, keep the best weights, checkpoint; True when early stopping fires."""
+        st, opts = self.state, self.options
+        if self.valid_data is not None:
+            res = evaluate(self.model, self.valid_data, opts.eval_batch_size)
+            row["valid_nll"], row["valid_bpd"] = res["nll"], res["bits_per_dim"]
+            improved = res["nll"] < st.best_valid_nll
+        else:
+            improved = True  # without validation data the latest weights are the ones kept
+        st.elapsed_s = time.monotonic() - start
+        row["elapsed_s"] = st.elapsed_s
+        st.history.append(row)
+        st.epoch, st.batch, st.epoch_sums, st.epoch_count = st.epoch + 1, 0, {}, 0
+        if improved:
+            st.best_valid_nll = row.get("valid_nll", math.nan)
+            st.best_epoch = st.epoch
+            st.bad_epochs = 0
+            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.out is not None:
+                ckpt.save_model(self.model, self.out)
+        else:
+            st.bad_epochs += 1
+        if opts.patience is not None and st.bad_epochs >= opts.patience:
+            st.stopped_early = True
+        self._log(row)
+        if self.progress:
+            msg = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+            tqdm.write(msg)
+        if self.out is not None:
+            self._save_checkpoint()
+        return st.stopped_early
+
+    def _interrupt(self, start: float):
+        self.state.elapsed_s = time.monotonic() - start
+        where = f"epoch {self.state.epoch + 1}, step {self.state.step}"
+        if self.out is None:
+            raise TrainingInterrupted(f"training interrupted at {where}")
+        self._save_checkpoint()
+        raise TrainingInterrupted(
+            f"training interrupted at {where}; checkpoint saved, continue with --resume"
+        )
+
+    def _load_best(self) -> None:
+        best = getattr(self, "_best_state", None)
+        if best is None and self.out is not None and (self.out / ckpt.WEIGHTS).exists():
+            tensors, _ = ckpt.load_tensors(self.out / ckpt.WEIGHTS)
+            best = tensors
+        if best is not None:
+            self.model.load_state_dict(best)
+        self.model.eval()
+
+    # ----------------------------------------------------------------- files
+    def _prepare_run_dir(self) -> None:
+        out = self.out
+        state_file = out / ckpt.TRAINING_STATE
+        if self.resume:
+            if not state_file.exists():
+                raise CheckpointError(f"cannot resume: {state_file} does not exist")
+            self._restore_checkpoint(state_file)
+            return
+        if state_file.exists() or (out / ckpt.WEIGHTS).exists():
+            raise CheckpointError(
+                f"{out} already holds a run; use --resume to continue it or choose another --out"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json(out / ckpt.CONFIG, self.model.config)
+        info = {
+            "dgm_version": _version(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data": self.run_info.get("data", self.train_data.describe()),
+            "training": asdict(self.options),
+            "method": self.method,
+            **{k: v for k, v in self.run_info.items() if k != "data"},
+        }
+        ckpt.write_json(out / ckpt.RUN, info)
+
+    def _save_checkpoint(self) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        optim_meta = None
+        if self.optimizer is not None:
+            sd = self.optimizer.state_dict()
+            optim_meta = {"param_groups": sd["param_groups"], "scalars": {}}
+            for pid, pstate in sd["state"].items():
+                for k, v in pstate.items():
+                    if torch.is_tensor(v):
+                        tensors[f"optim.{pid}.{k}"] = v
+                    else:
+                        optim_meta["scalars"][f"{pid}.{k}"] = v
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.data"] = self.data_gen.get_state()
+        tensors["rng.shuffle_epoch_start"] = self._epoch_start_shuffle
+        tensors["rng.shuffle"] = self.shuffle_gen.get_state()
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        best = getattr(self, "_best_state", None)
+        if best is not None:
+            tensors.update({f"best.{k}": v for k, v in best.items()})
+        meta = {"state": asdict(self.state), "optimizer": optim_meta, "method": self.method}
+        ckpt.save_tensors(self.out / ckpt.TRAINING_STATE, tensors, meta)
+        ckpt.atomic_write(self.out / ckpt.METRICS, _csv(self.state.history))
+        self._last_checkpoint = time.monotonic()
+
+    def _restore_checkpoint(self, path: Path) -> None:
+        tensors, meta = ckpt.load_tensors(path)
+        config = ckpt.read_json(self.out / ckpt.CONFIG)
+        if config != self.model.config:
+            raise CheckpointError(f"cannot resume {self.out}: its config.json describes a different model")
+        ckpt.load_state_into(
+            self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path
+        )
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        if best:
+            self._best_state = best
+        if meta.get("method", self.method) != self.method:
+            raise CheckpointError(f"cannot resume {self.out}: it was trained with method {meta['method']!r}")
+        self.state = TrainState(**meta["state"])
+        # A finished run resumed with a larger budget (more epochs or steps) goes on training.
+        st, opts = self.state, self.options
+        st.finished = (
+            st.stopped_early
+            or st.epoch >= opts.epochs
+            or (opts.max_steps is not None and st.step >= opts.max_steps)
+        )
+        if self.optimizer is not None and meta.get("optimizer"):
+            om = meta["optimizer"]
+            state: dict[int, dict] = {}
+            for k, v in tensors.items():
+                if k.startswith("optim."):
+                    pid, name = k[6:].split(".", 1)
+                    state.setdefault(int(pid), {})[name] = v
+            for k, v in om["scalars"].items():
+                pid, name = k.split(".", 1)
+                state.setdefault(int(pid), {})[name] = v
+            groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in om["param_groups"]]
+            self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        torch.set_rng_state(tensors["rng.torch"])
+        self.data_gen.set_state(tensors["rng.data"])
+        self.shuffle_gen.set_state(tensors["rng.shuffle"])
+        self._epoch_start_shuffle = tensors["rng.shuffle_epoch_start"]
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+
+    def _log(self, row: dict) -> None:
+        if self.out is None or self.options.tensorboard is False:
+            return
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                if self.options.tensorboard:
+                    raise ConfigError(
+                        "tensorboard=True but the tensorboard package is not installed"
+                    ) from None
+                self.options.tensorboard = False
+                return
+            self._tb = SummaryWriter(str(self.out / "tensorboard"))
+        for k, v in row.items():
+            if isinstance(v, int | float) and k not in ("epoch", "step"):
+                self._tb.add_scalar(k, v, row["epoch"])
+
+    # ----------------------------------------------------------------- Ctrl-C
+    def _install_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._stop_requested:  # a second Ctrl-C stops at once
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        return signal.signal(signal.SIGINT, handler)
+
+    @staticmethod
+    def _restore_sigint(previous) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _csv(history: list[dict]) -> str:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _version() -> str:
+    from dgm import __version__
+
+    return __version__
+
+
+def train(
+    model,
+    train_data,
+    valid_data=None,
+    *,
+    out=None,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Iterable[Callable[[Trainer], None]] = (),
+    **options,
+) -> TrainResult:
+    """Train ``model`` on ``train_data`` (a :class:`dgm.data.Dataset`, a tensor or an ``(x, y)`` pair).
+
+    Options are those of :class:`TrainOptions` (``epochs``, ``batch_size``, ``lr``, ``grad_clip``,
+    ``patience``, ``seed``, ``method``, ``device``, …). With ``out`` a run directory is written
+    (config, best weights, training state, metrics.csv, run.json); ``resume=True`` continues it.
+    On return the model holds the weights with the best validation NLL.
+
+    >>> m = dgm.build("independent", event_shape=(64,))
+    >>> dgm.train(m, dgm.data.load("digits-binary", "train"), dgm.data.load("digits-binary", "valid"))
+    """
+    return Trainer(
+        model,
+        train_data,
+        valid_data,
+        out=out,
+        resume=resume,
+        progress=progress,
+        callbacks=callbacks,
+        **options,
+    ).run()
+
+
+__all__ = [
+    "TrainOptions",
+    "TrainResult",
+    "Trainer",
+    "TrainingError",
+    "TrainingInterrupted",
+    "resolve_device",
+    "seed_everything",
+    "train",
+]

@@ -1,0 +1,82 @@
+import os
+
+import pytest
+import torch
+
+import dgm
+from dgm.core import checkpoint as ckpt
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    model = dgm.build("independent", event_shape=(5,))
+    with torch.no_grad():
+        model.logits.normal_()
+    ckpt.save_model(model, tmp_path)
+    return tmp_path, model
+
+
+def test_round_trip_identical_log_prob(run_dir):
+    path, model = run_dir
+    x = torch.randint(0, 2, (20, 5)).float()
+    assert torch.equal(dgm.load(path).log_prob(x), model.log_prob(x))
+    assert torch.equal(dgm.load(path / "model.safetensors").log_prob(x), model.log_prob(x))
+
+
+def test_refuses_pickles(run_dir, tmp_path):
+    path, model = run_dir
+    torch.save(model.state_dict(), path / "model.pt")
+    with pytest.raises(dgm.CheckpointError, match="pickle"):
+        dgm.load(path / "model.pt")
+    # A pickle disguised under the safetensors name is refused too, never unpickled.
+    torch.save(model.state_dict(), path / "model.safetensors")
+    with pytest.raises(dgm.CheckpointError, match="refusing"):
+        dgm.load(path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupted_checkpoint_is_a_clear_error(run_dir, damage):
+    path, _ = run_dir
+    f = path / "model.safetensors"
+    data = f.read_bytes()
+    f.write_bytes(
+        {"truncate": data[: len(data) // 2], "garbage": os.urandom(len(data)), "empty": b""}[damage]
+    )
+    with pytest.raises(dgm.CheckpointError, match="corrupted or truncated"):
+        dgm.load(path)
+
+
+def test_missing_pieces(run_dir, tmp_path):
+    with pytest.raises(dgm.CheckpointError, match="does not exist"):
+        dgm.load(tmp_path / "nope")
+    path, _ = run_dir
+    (path / "config.json").write_text("{not json")
+    with pytest.raises(dgm.CheckpointError, match="not valid JSON"):
+        dgm.load(path)
+
+
+def test_mismatched_weights(run_dir):
+    path, _ = run_dir
+    ckpt.write_json(path / "config.json", dgm.build("independent", event_shape=(6,)).config)
+    with pytest.raises(dgm.CheckpointError, match="shape"):
+        dgm.load(path)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "f.json"
+    ckpt.atomic_write(target, "old")
+
+    def boom(*a):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        ckpt.atomic_write(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_metadata_round_trip(tmp_path):
+    ckpt.save_tensors(tmp_path / "t.safetensors", {"a": torch.arange(3)}, {"k": [1, 2], "x": "y"})
+    tensors, meta = ckpt.load_tensors(tmp_path / "t.safetensors")
+    assert torch.equal(tensors["a"], torch.arange(3)) and meta == {"k": [1, 2], "x": "y"}

@@ -1,0 +1,130 @@
+"""Properties every registered model must have, run over the whole registry.
+
+A model added to the registry is picked up here automatically: its `tiny` settings (from `register`)
+are built for each support it declares, and the contract of DESIGN.md §1 is checked on fresh random
+inputs: shapes, exact normalisation over all inputs for small D, agreement of samples with the
+density, reproducible sampling, config and checkpoint round trips, and clear input errors.
+"""
+
+import math
+
+import pytest
+import torch
+
+import dgm
+from dgm.core.registry import get_entry
+from tests.models.helpers import all_configurations, perturb_parameters
+
+SUPPORT_FOR = {"binary": "binary", "categorical": "categorical(3)", "real": "real"}
+
+
+def cases() -> list:
+    return list(_cases())
+
+
+def _cases():
+    for info in dgm.list_models():
+        entry = get_entry(info["name"])
+        for kind in entry.supports:
+            yield pytest.param(entry.name, SUPPORT_FOR[kind], id=f"{entry.name}-{kind}")
+
+
+def make(name: str, support: str, num_dims: int):
+    entry = get_entry(name)
+    model = dgm.build(name, event_shape=(num_dims,), support=support, **entry.tiny)
+    perturb_parameters(model, 0.7)
+    return model.double() if support == "real" else model
+
+
+def random_inputs(support: str, n: int, d: int) -> torch.Tensor:
+    if support == "real":
+        return torch.randn(n, d, dtype=torch.float64)
+    k = 2 if support == "binary" else int(support[12:-1])
+    return torch.randint(0, k, (n, d)).float()
+
+
+@pytest.mark.parametrize(("name", "support"), cases())
+def test_shapes_and_finite(name, support):
+    model = make(name, support, 6)
+    x = random_inputs(support, 17, 6)
+    lp = model.log_prob(x)
+    assert lp.shape == (17,) and torch.isfinite(lp).all()
+    loss = model.loss(x)
+    assert loss.dim() == 0
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    s = model.sample(5)
+    assert s.shape == (5, 6)
+    model.validate(s)  # samples lie in the model's own support
+
+
+@pytest.mark.parametrize(("name", "support"), [c for c in cases() if c.values[1] != "real"])
+def test_normalisation_over_all_inputs(name, support):
+    k = 2 if support == "binary" else 3
+    d = 10 if k == 2 else 6
+    model = make(name, support, d)
+    x = all_configurations(d, k)
+    total = torch.logsumexp(model.log_prob(x).double(), 0).exp().item()
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(("name", "support"), [c for c in cases() if c.values[1] != "real"])
+def test_samples_match_density(name, support):
+    k = 2 if support == "binary" else 3
+    d = 3
+    model = make(name, support, d)
+    configs = all_configurations(d, k)
+    p = model.log_prob(configs).double().exp()
+    n = 40_000
+    s = model.sample(n, generator=torch.Generator().manual_seed(0))
+    codes = (s.long() * (k ** torch.arange(d - 1, -1, -1))).sum(1)
+    freq = torch.bincount(codes, minlength=k**d).double() / n
+    tv = 0.5 * (freq - p).abs().sum().item()
+    # E[TV] ≈ Σ sqrt(p(1-p)/n)·sqrt(2/π)/2; 4x that bound is a safe but sharp threshold.
+    bound = 4 * 0.5 * math.sqrt(2 / math.pi) * (p * (1 - p) / n).sqrt().sum().item()
+    assert tv < bound, (tv, bound)
+
+
+@pytest.mark.parametrize(("name", "support"), cases())
+def test_seeded_sampling_is_reproducible(name, support):
+    model = make(name, support, 5)
+    a = model.sample(20, generator=torch.Generator().manual_seed(3))
+    b = model.sample(20, generator=torch.Generator().manual_seed(3))
+    c = model.sample(20, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize(("name", "support"), cases())
+def test_config_and_checkpoint_round_trip(name, support, tmp_path):
+    from dgm.core.checkpoint import save_model
+
+    model = make(name, support, 7)
+    rebuilt = dgm.build(model.config)
+    assert rebuilt.config == model.config
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()
+    }
+    save_model(model, tmp_path)
+    loaded = dgm.load(tmp_path)
+    x = random_inputs(support, 9, 7)
+    assert torch.equal(model.log_prob(x), loaded.to(model.log_prob(x).dtype).log_prob(x))
+
+
+@pytest.mark.parametrize(("name", "support"), cases())
+def test_bad_inputs_raise_clear_errors(name, support):
+    model = make(name, support, 4)
+    with pytest.raises(dgm.DataError, match="shape"):
+        model.log_prob(torch.zeros(3, 5))
+    with pytest.raises(dgm.DataError, match="batch dimension"):
+        model.log_prob(torch.zeros(4))
+    with pytest.raises(dgm.DataError, match="NaN"):
+        model.log_prob(torch.full((2, 4), float("nan")))
+    with pytest.raises(dgm.DataError, match="torch.Tensor"):
+        model.log_prob([[0, 1, 0, 1]])
+    if support != "real":
+        with pytest.raises(dgm.DataError, match="non-integer"):
+            model.log_prob(torch.full((2, 4), 0.5))
+        with pytest.raises(dgm.DataError, match="support"):
+            model.log_prob(torch.full((2, 4), 7.0))
+    with pytest.raises(dgm.DataError, match="num_samples"):
+        model.sample(-1)

@@ -1,0 +1,163 @@
+import csv
+
+import pytest
+import torch
+
+import dgm
+from dgm.core import checkpoint as ckpt
+from dgm.data.dataset import Dataset
+from dgm.training import Trainer, TrainingError, TrainingInterrupted
+
+
+def dynamic_data(n=600, d=10, seed=0):
+    """Probabilities binarised afresh every batch: exercises the data generator's saved state."""
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.rand(n, d, generator=g)
+    return Dataset(
+        "toy",
+        "train",
+        probs,
+        support="binary",
+        binarization="dynamic",
+        transform=lambda x, gen: torch.bernoulli(x, generator=gen),
+    )
+
+
+def fresh_model(d=10):
+    torch.manual_seed(123)
+    return dgm.build("independent", event_shape=(d,))
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+OPTS = dict(method="gradient", epochs=4, batch_size=64, lr=0.05, progress=False, seed=7, patience=None)
+
+
+def test_same_seed_same_parameters():
+    a, b = fresh_model(), fresh_model()
+    dgm.train(a, dynamic_data(), **OPTS)
+    dgm.train(b, dynamic_data(), **OPTS)
+    assert torch.equal(a.logits, b.logits)
+
+
+@pytest.mark.parametrize("stop_at_step", [3, 10, 19])  # mid-epoch, another mid-epoch, at an epoch's end
+def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, stop_at_step):
+    reference = fresh_model()
+    dgm.train(reference, dynamic_data(), dynamic_data(200, seed=1), out=tmp_path / "ref", **OPTS)
+
+    def interrupt(trainer):
+        if trainer.state.step == stop_at_step:
+            trainer.request_stop()
+
+    model = fresh_model()
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        dgm.train(
+            model,
+            dynamic_data(),
+            dynamic_data(200, seed=1),
+            out=tmp_path / "run",
+            callbacks=[interrupt],
+            **OPTS,
+        )
+    resumed = fresh_model()
+    with torch.no_grad():
+        resumed.logits.add_(5.0)  # resume must overwrite whatever the model held
+    result = dgm.train(
+        resumed, dynamic_data(), dynamic_data(200, seed=1), out=tmp_path / "run", resume=True, **OPTS
+    )
+    final_ref, _ = ckpt.load_tensors(tmp_path / "ref" / ckpt.TRAINING_STATE)
+    final_run, _ = ckpt.load_tensors(tmp_path / "run" / ckpt.TRAINING_STATE)
+    assert torch.equal(final_ref["model.logits"], final_run["model.logits"])
+    assert torch.equal(final_ref["optim.0.exp_avg_sq"], final_run["optim.0.exp_avg_sq"])
+    assert (tmp_path / "ref" / ckpt.METRICS).read_text().count("\n") == (
+        tmp_path / "run" / ckpt.METRICS
+    ).read_text().count("\n")
+    ref_rows = read_csv(tmp_path / "ref" / ckpt.METRICS)
+    run_rows = read_csv(tmp_path / "run" / ckpt.METRICS)
+    assert [r["train_loss"] for r in ref_rows] == [r["train_loss"] for r in run_rows]
+    assert result.steps == 40
+
+
+def test_resume_with_more_epochs_continues(tmp_path):
+    m = fresh_model()
+    dgm.train(m, dynamic_data(), out=tmp_path, **{**OPTS, "epochs": 2})
+    r = dgm.train(fresh_model(), dynamic_data(), out=tmp_path, resume=True, **OPTS)
+    assert r.history[-1]["epoch"] == 4 and len(r.history) == 4
+
+
+def test_early_stopping_keeps_best_weights(tmp_path):
+    d = 6
+    train = Dataset("t", "train", (torch.rand(2000, d) < 0.95).float(), support="binary")
+    valid = Dataset("v", "valid", (torch.rand(500, d) < 0.3).float(), support="binary")
+    model = dgm.build("independent", event_shape=(d,))
+    # Training pulls the marginals towards 0.95 while the validation data sit at 0.3: validation NLL
+    # rises after the first epoch, so early stopping must fire and restore epoch 1's weights.
+    res = dgm.train(
+        model, train, valid, out=tmp_path, method="gradient", epochs=30, patience=3, lr=0.1, progress=False
+    )
+    assert res.stopped_early and res.best_epoch == 1 and len(res.history) == 4
+    assert -model.log_prob(valid.x).mean().item() == pytest.approx(res.best_valid_nll, rel=1e-5)
+    assert torch.equal(dgm.load(tmp_path).logits, model.logits)
+    rows = read_csv(tmp_path / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert {"train_loss", "valid_nll", "valid_bpd", "grad_norm", "lr", "elapsed_s"} <= set(rows[0])
+
+
+def test_run_directory_contents(tmp_path):
+    model = fresh_model()
+    dgm.train(model, dynamic_data(), dynamic_data(100, seed=2), out=tmp_path, **OPTS)
+    for name in ("config.json", "model.safetensors", "training_state.safetensors", "run.json", "metrics.csv"):
+        assert (tmp_path / name).is_file(), name
+    info = ckpt.read_json(tmp_path / "run.json")
+    assert info["training"]["seed"] == 7 and info["data"]["binarization"] == "dynamic"
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    dgm.train(fresh_model(), dynamic_data(), out=tmp_path, **{**OPTS, "epochs": 1})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(dgm.CheckpointError, match="already holds a run"):
+        dgm.train(fresh_model(), dynamic_data(), out=tmp_path, **OPTS)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    dgm.train(fresh_model(), dynamic_data(), out=tmp_path, **{**OPTS, "epochs": 1})
+    with pytest.raises(dgm.CheckpointError, match="different model"):
+        dgm.train(
+            dgm.build("independent", event_shape=(10,), alpha=3.0),
+            dynamic_data(),
+            out=tmp_path,
+            resume=True,
+            **OPTS,
+        )
+
+
+def test_nan_loss_is_a_clear_error():
+    model = fresh_model()
+    with torch.no_grad():
+        model.logits[0] = float("nan")
+    with pytest.raises(TrainingError, match="NaN|nan"):
+        dgm.train(model, dynamic_data(), **OPTS)
+
+
+def test_bad_options_are_clear_errors():
+    with pytest.raises(dgm.ConfigError, match="unknown training option"):
+        dgm.train(fresh_model(), dynamic_data(), epocs=3)
+    with pytest.raises(dgm.ConfigError, match="batch_size"):
+        dgm.train(fresh_model(), dynamic_data(), batch_size=0)
+    with pytest.raises(dgm.ConfigError, match="resume"):
+        dgm.train(fresh_model(), dynamic_data(), resume=True)
+    with pytest.raises(dgm.ConfigError, match="cuda"):
+        Trainer(
+            fresh_model(), dynamic_data(), device="cuda:0"
+        ) if not torch.cuda.is_available() else pytest.skip("a GPU is present")
+
+
+def test_max_steps_and_no_validation():
+    model = fresh_model()
+    res = dgm.train(model, dynamic_data(), **{**OPTS, "max_steps": 5})
+    assert res.steps == 5 and res.history[-1]["step"] == 5
