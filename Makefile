@@ -23,6 +23,9 @@ demo: $(STAMP)
 		--batch-size 64 --out runs/demo
 	$(BIN)/dgm eval runs/demo --split test
 	$(BIN)/dgm sample runs/demo -n 100 --out runs/demo/samples.png
+	@echo "--- the same model by its closed-form maximum-likelihood fit, for comparison:"
+	@rm -rf runs/demo-closed-form
+	$(BIN)/dgm train independent --data digits-binary --out runs/demo-closed-form --no-progress
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -66,12 +66,17 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _command() -> str:
+    """How to re-run this script: as a module from the repository root, with the shared data."""
+    module = "benchmarks." + Path(sys.argv[0]).stem
+    return " ".join(["DGM_DATA_DIR=../shared/data python -m", module, *sys.argv[1:]])
+
+
 def update_results(section: str, body: str) -> None:
     """Replace (or append) the section named ``section`` of RESULTS.md with ``body``."""
     begin, end = f"<!-- begin {section} -->", f"<!-- end {section} -->"
     header = (
-        f"{begin}\nCommand: `{' '.join(['python', *sys.argv])}`  \n"
-        f"Machine: {machine()}  \nDate: {date.today().isoformat()}\n\n"
+        f"{begin}\nCommand: `{_command()}`  \nMachine: {machine()}  \nDate: {date.today().isoformat()}\n\n"
     )
     block = header + body.strip() + "\n" + end
     text = (

@@ -251,23 +251,18 @@ def cmd_models(args) -> None:
 
 def cmd_datasets(args) -> None:
     from dgm import data
+    from dgm.data.registry import DATASETS
 
-    rows = (
-        data.list_datasets(data_dir=args.data_dir)
-        if _accepts(data.list_datasets, "data_dir")
-        else data.list_datasets()
-    )
-    cols = [
-        c for c in ("name", "splits", "event_shape", "support", "available", "description") if c in rows[0]
-    ]
+    root = data.resolve_data_dir(args.data_dir)
+    rows = data.list_datasets()
+    for r in rows:
+        files = DATASETS[r["name"]].files
+        r["files"] = (
+            "embedded" if not files else ("present" if all(f.present(root) for f in files) else "missing")
+        )
+    cols = ["name", "splits", "event_shape", "support", "files", "description"]
     _print_table([{k: _short(v) for k, v in r.items()} for r in rows], cols)
-    print(f"\ndata directory: {data.resolve_data_dir(args.data_dir)}")
-
-
-def _accepts(fn, name: str) -> bool:
-    import inspect
-
-    return name in inspect.signature(fn).parameters
+    print(f"\ndata directory: {root}  (missing files: `dgm download NAME`)")
 
 
 def _short(v):
@@ -282,8 +277,10 @@ def cmd_download(args) -> None:
     from dgm import data
 
     paths = data.fetch(args.name, data_dir=args.data_dir)
-    for p in paths or []:
-        print(p)
+    for p in paths:
+        print(f"downloaded {p}")
+    if not paths:
+        print(f"all files of {args.name} are already in {data.resolve_data_dir(args.data_dir)}")
 
 
 def cmd_train(args, extra: list[str]) -> None:
@@ -356,8 +353,9 @@ def cmd_train(args, extra: list[str]) -> None:
         max_steps=args.max_steps,
         checkpoint_every=args.checkpoint_every,
     )
+    unit = "Adam steps" if result.method == "gradient" else "fit iterations (closed form / EM)"
     print(
-        f"trained {result.steps} steps in {result.elapsed_s:.1f} s; best epoch {result.best_epoch}"
+        f"trained {result.steps} {unit} in {result.elapsed_s:.1f} s; best epoch {result.best_epoch}"
         + (" (stopped early)" if result.stopped_early else "")
     )
     test_ds = _load_split(args.data, "test", args.data_dir, False, data_opts, event_shape)

@@ -97,6 +97,7 @@ class TrainResult:
     steps: int
     elapsed_s: float
     run_dir: Path | None
+    method: str = "gradient"  # "gradient" (Adam steps) or "fit" (closed-form / EM iterations)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -209,6 +210,7 @@ class Trainer:
             self.state.step,
             self.state.elapsed_s,
             self.out,
+            self.method,
         )
 
     # ----------------------------------------------------------------- loops
@@ -228,7 +230,7 @@ class Trainer:
                 total=num_batches,
                 initial=st.batch,
                 desc=f"epoch {epoch + 1}/{opts.epochs}",
-                disable=not self.progress,
+                disable=None if self.progress else True,  # None: bar only on a terminal
                 leave=False,
                 dynamic_ncols=True,
             )
@@ -330,8 +332,7 @@ class Trainer:
             st.stopped_early = True
         self._log(row)
         if self.progress:
-            msg = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
-            tqdm.write(msg)
+            tqdm.write(_epoch_line(row, opts.epochs))
         if self.out is not None:
             self._save_checkpoint()
         return st.stopped_early
@@ -482,6 +483,28 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
 
 
+def _epoch_line(row: dict, epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}"]
+    if "train_loss" in row:
+        parts.append(f"train {row['train_loss']:.4f}")
+    if "valid_nll" in row:
+        parts.append(f"valid {row['valid_nll']:.4f} nats ({row['valid_bpd']:.4f} bits/dim)")
+    skip = {
+        "epoch",
+        "step",
+        "train_loss",
+        "valid_nll",
+        "valid_bpd",
+        "lr",
+        "grad_norm",
+        "epoch_time_s",
+        "elapsed_s",
+    }
+    parts += [f"{k} {v:.4g}" for k, v in row.items() if k not in skip and isinstance(v, int | float)]
+    parts.append(f"{row['epoch_time_s']:.2f} s")
+    return "  ".join(parts)
+
+
 def _csv(history: list[dict]) -> str:
     keys: list[str] = []
     for row in history:
@@ -531,15 +554,3 @@ def train(
         callbacks=callbacks,
         **options,
     ).run()
-
-
-__all__ = [
-    "TrainOptions",
-    "TrainResult",
-    "Trainer",
-    "TrainingError",
-    "TrainingInterrupted",
-    "resolve_device",
-    "seed_everything",
-    "train",
-]

@@ -95,14 +95,22 @@ class IndependentModel(GenerativeModel):
             self.log_scale.copy_(x.std(0, correction=0).clamp_min(self.min_scale).log())
         else:
             k = self.support.num_categories
-            counts = torch.zeros(self.num_dims * k, dtype=torch.float64, device=x.device)
-            offsets = torch.arange(self.num_dims, device=x.device) * k
-            for chunk in x.long().split(4096):  # bincount over (position, value) pairs, bounded memory
-                counts += torch.bincount((chunk + offsets).flatten(), minlength=len(counts))
-            counts = counts.reshape(self.num_dims, k).to(self.logits.dtype)
+            if k == 2:  # binary: the count of ones per position is all that is needed
+                ones = x.sum(0, dtype=torch.float64)
+                counts = torch.stack([n - ones, ones], 1).to(self.logits.dtype)
+            else:
+                counts = self._value_counts(x, k)
             probs = (counts + self.alpha) / (n + k * self.alpha)
             if self.support.kind == "binary":
                 self.logits.copy_(torch.logit(probs[:, 1]))
             else:
                 self.logits.copy_(probs.log())
         yield {"train_loss": -self.log_prob(x.reshape(n, *self.event_shape)).mean().item()}
+
+    def _value_counts(self, x: Tensor, k: int) -> Tensor:
+        """counts[i, v] = #{n : x[n, i] = v}, by one bincount over (position, value) pairs."""
+        counts = torch.zeros(self.num_dims * k, dtype=torch.float64, device=x.device)
+        offsets = torch.arange(self.num_dims, device=x.device) * k
+        for chunk in x.long().split(4096):  # chunks keep the int64 copy small
+            counts += torch.bincount((chunk + offsets).flatten(), minlength=len(counts))
+        return counts.reshape(self.num_dims, k).to(self.logits.dtype)
