@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from dgm.core.errors import ConfigError, DgmError
+from dgm.core.support import Support
 
 EXAMPLES = {
     "models": "examples:\n  dgm models\n  dgm models independent      # options and docstring of one model",
@@ -187,10 +188,8 @@ def _data_info(ds) -> dict:
     info = ds.describe()
     info["image_shape"] = list(ds.image_shape) if ds.image_shape else None
     info["vocab"] = ds.vocab
-    s = ds.support
-    info["value_range"] = (
-        [0, 1] if s == "binary" else ([0, int(s[12:-1]) - 1] if s.startswith("categorical") else None)
-    )
+    k = Support.parse(ds.support).num_categories
+    info["value_range"] = [0, k - 1] if k else None
     return info
 
 

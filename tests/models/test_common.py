@@ -68,6 +68,14 @@ def test_normalisation_over_all_inputs(name, support):
     assert total == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize(("name", "support"), [c for c in cases() if c.values[1] == "real"])
+def test_density_integrates_to_one_in_1d(name, support):
+    model = make(name, support, 1)
+    grid = torch.linspace(-60, 60, 240_001, dtype=torch.float64)[:, None]
+    density = model.log_prob(grid).exp()
+    assert torch.trapezoid(density, grid[:, 0]).item() == pytest.approx(1.0, abs=1e-4)
+
+
 @pytest.mark.parametrize(("name", "support"), [c for c in cases() if c.values[1] != "real"])
 def test_samples_match_density(name, support):
     k = 2 if support == "binary" else 3
