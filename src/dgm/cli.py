@@ -250,15 +250,9 @@ def cmd_models(args) -> None:
 
 def cmd_datasets(args) -> None:
     from dgm import data
-    from dgm.data.registry import DATASETS
 
     root = data.resolve_data_dir(args.data_dir)
-    rows = data.list_datasets()
-    for r in rows:
-        files = DATASETS[r["name"]].files
-        r["files"] = (
-            "embedded" if not files else ("present" if all(f.present(root) for f in files) else "missing")
-        )
+    rows = data.list_datasets(root)
     cols = ["name", "splits", "event_shape", "support", "files", "description"]
     _print_table([{k: _short(v) for k, v in r.items()} for r in rows], cols)
     print(f"\ndata directory: {root}  (missing files: `dgm download NAME`)")
@@ -378,7 +372,6 @@ def cmd_train(args, extra: list[str]) -> None:
 
 
 def cmd_eval(args) -> None:
-    import numpy as np
 
     import dgm
     from dgm.core import checkpoint as ckpt
@@ -403,11 +396,7 @@ def cmd_eval(args) -> None:
         scores = log_prob_dataset(model, ds, args.batch_size, **kw).numpy()
         out = Path(args.scores)
         if out.suffix == ".npy":
-            import io
-
-            buf = io.BytesIO()
-            np.save(buf, scores, allow_pickle=False)
-            ckpt.atomic_write(out, buf.getvalue())
+            _save_npy(out, scores)
         else:
             ckpt.atomic_write(
                 out, "index,log_prob_nats\n" + "".join(f"{i},{s:.6f}\n" for i, s in enumerate(scores))
@@ -415,10 +404,21 @@ def cmd_eval(args) -> None:
         print(f"per-example log-likelihoods written to {out}")
 
 
-def cmd_sample(args) -> None:
+def _save_npy(path: Path, array) -> Path:
+    """Write a plain (pickle-free) .npy file atomically."""
     import io
 
     import numpy as np
+
+    from dgm.core.checkpoint import atomic_write
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def cmd_sample(args) -> None:
     import torch
 
     import dgm
@@ -437,10 +437,7 @@ def cmd_sample(args) -> None:
         samples = model.sample(n, generator=gen)
     out = Path(args.out) if args.out else run_dir / "samples.png"
     if out.suffix == ".npy":
-        buf = io.BytesIO()
-        np.save(buf, samples.cpu().numpy(), allow_pickle=False)
-        ckpt.atomic_write(out, buf.getvalue())
-        path = out
+        path = _save_npy(out, samples.cpu().numpy())
     elif out.suffix in (".png", ".txt"):
         path = save_samples(samples, out, info, model=model, title=f"{model.name}: {n} samples")
     else:

@@ -7,12 +7,24 @@ TOYS = {"moons", "circles", "8gaussians", "checkerboard", "pinwheel", "spirals"}
 REQUIRED = TOYS | {"digits", "digits-binary", "mnist", "binarized-mnist", "mnist-dynamic", "tinyshakespeare"}
 
 
-def test_list_datasets():
-    records = list_datasets()
+def test_list_datasets(tmp_path):
+    records = list_datasets(tmp_path)  # an empty data directory
     assert {r["name"] for r in records} == REQUIRED
     for r in records:
         assert set(r) >= {"name", "description", "splits", "event_shape", "support", "source"}
         assert "\n" not in r["description"] and r["splits"]["test"] > 0
+        assert r["files"] == ("missing" if r["download"] else "embedded")
+
+
+def test_list_datasets_reports_present_files(tmp_path):
+    (tmp_path / "text" / "tinyshakespeare").mkdir(parents=True)
+    (tmp_path / "text" / "tinyshakespeare" / "input.txt").write_text("hello")
+    status = {r["name"]: r["files"] for r in list_datasets(tmp_path)}
+    assert (
+        status["tinyshakespeare"] == "present"
+        and status["mnist"] == "missing"
+        and status["moons"] == "embedded"
+    )
 
 
 def test_unknown_name_lists_valid_names():

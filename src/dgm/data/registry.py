@@ -122,8 +122,13 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[key]
 
 
-def list_datasets() -> list[dict]:
-    """One plain-data record per dataset: name, description, split sizes, event shape, support, source."""
+def list_datasets(data_dir: str | os.PathLike | None = None) -> list[dict]:
+    """One plain-data record per dataset: name, description, split sizes, event shape, support, source.
+
+    ``files`` says where the data comes from relative to the data directory (resolved as in :func:`load`):
+    ``embedded`` (generated or shipped with a dependency), ``present`` or ``missing``.
+    """
+    root = resolve_data_dir(data_dir)
     return [
         {
             "name": info.name,
@@ -134,9 +139,16 @@ def list_datasets() -> list[dict]:
             "source": info.source,
             "options": dict(info.options),
             "download": bool(info.files),
+            "files": _file_status(info, root),
         }
         for info in DATASETS.values()
     ]
+
+
+def _file_status(info: DatasetInfo, root: Path) -> str:
+    if not info.files:
+        return "embedded"
+    return "present" if all(f.present(root) for f in info.files) else "missing"
 
 
 def load(

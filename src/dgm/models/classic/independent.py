@@ -105,7 +105,8 @@ class IndependentModel(GenerativeModel):
                 self.logits.copy_(torch.logit(probs[:, 1]))
             else:
                 self.logits.copy_(probs.log())
-        yield {"train_loss": -self.log_prob(x.reshape(n, *self.event_shape)).mean().item()}
+        # x is validated and flat already: score it with the distribution, not a second pass of log_prob.
+        yield {"train_loss": -self.distribution().log_prob(x.to(self._value_dtype())).mean().item()}
 
     def _value_counts(self, x: Tensor, k: int) -> Tensor:
         """counts[i, v] = #{n : x[n, i] = v}, by one bincount over (position, value) pairs."""
