@@ -29,24 +29,38 @@ def _cases():
             yield pytest.param(entry.name, SUPPORT_FOR[kind], id=f"{entry.name}-{kind}")
 
 
+def event_shape_for(name: str, num_dims: int) -> tuple[int, ...]:
+    """(D,) for vector models; a one-channel image with D pixels (two rows where D is even) otherwise."""
+    if get_entry(name).shape == "vector":
+        return (num_dims,)
+    rows = 2 if num_dims % 2 == 0 else 1
+    return (1, rows, num_dims // rows)
+
+
 def make(name: str, support: str, num_dims: int):
     entry = get_entry(name)
-    model = dgm.build(name, event_shape=(num_dims,), support=support, **entry.tiny)
+    model = dgm.build(name, event_shape=event_shape_for(name, num_dims), support=support, **entry.tiny)
     perturb_parameters(model, 0.7)
     return model.double() if support == "real" else model
 
 
-def random_inputs(support: str, n: int, d: int) -> torch.Tensor:
+def random_inputs(support: str, n: int, d: int, name: str | None = None) -> torch.Tensor:
+    shape = (d,) if name is None else event_shape_for(name, d)
     if support == "real":
-        return torch.randn(n, d, dtype=torch.float64)
+        return torch.randn(n, *shape, dtype=torch.float64)
     k = 2 if support == "binary" else int(support[12:-1])
-    return torch.randint(0, k, (n, d)).float()
+    return torch.randint(0, k, (n, *shape)).float()
+
+
+def as_events(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Flat configurations (N, D) reshaped to the model's event shape."""
+    return x.reshape(len(x), *event_shape_for(name, x.shape[1]))
 
 
 @pytest.mark.parametrize(("name", "support"), cases())
 def test_shapes_and_finite(name, support):
     model = make(name, support, 6)
-    x = random_inputs(support, 17, 6)
+    x = random_inputs(support, 17, 6, name)
     lp = model.log_prob(x)
     assert lp.shape == (17,) and torch.isfinite(lp).all()
     loss = model.loss(x)
@@ -54,7 +68,7 @@ def test_shapes_and_finite(name, support):
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     s = model.sample(5)
-    assert s.shape == (5, 6)
+    assert s.shape == (5, *event_shape_for(name, 6))
     model.validate(s)  # samples lie in the model's own support
 
 
@@ -63,7 +77,7 @@ def test_normalisation_over_all_inputs(name, support):
     k = 2 if support == "binary" else 3
     d = 10 if k == 2 else 6
     model = make(name, support, d)
-    x = all_configurations(d, k)
+    x = as_events(name, all_configurations(d, k))
     total = torch.logsumexp(model.log_prob(x).double(), 0).exp().item()
     assert total == pytest.approx(1.0, abs=1e-5)
 
@@ -72,7 +86,7 @@ def test_normalisation_over_all_inputs(name, support):
 def test_density_integrates_to_one_in_1d(name, support):
     model = make(name, support, 1)
     grid = torch.linspace(-60, 60, 240_001, dtype=torch.float64)[:, None]
-    density = model.log_prob(grid).exp()
+    density = model.log_prob(as_events(name, grid)).exp()
     assert torch.trapezoid(density, grid[:, 0]).item() == pytest.approx(1.0, abs=1e-4)
 
 
@@ -82,9 +96,9 @@ def test_samples_match_density(name, support):
     d = 3
     model = make(name, support, d)
     configs = all_configurations(d, k)
-    p = model.log_prob(configs).double().exp()
+    p = model.log_prob(as_events(name, configs)).double().exp()
     n = 40_000
-    s = model.sample(n, generator=torch.Generator().manual_seed(0))
+    s = model.sample(n, generator=torch.Generator().manual_seed(0)).reshape(n, d)
     codes = (s.long() * (k ** torch.arange(d - 1, -1, -1))).sum(1)
     freq = torch.bincount(codes, minlength=k**d).double() / n
     tv = 0.5 * (freq - p).abs().sum().item()
@@ -114,25 +128,26 @@ def test_config_and_checkpoint_round_trip(name, support, tmp_path):
     }
     save_model(model, tmp_path)
     loaded = dgm.load(tmp_path)
-    x = random_inputs(support, 9, 7)
+    x = random_inputs(support, 9, 7, name)
     assert torch.equal(model.log_prob(x), loaded.to(model.log_prob(x).dtype).log_prob(x))
 
 
 @pytest.mark.parametrize(("name", "support"), cases())
 def test_bad_inputs_raise_clear_errors(name, support):
     model = make(name, support, 4)
+    shape = event_shape_for(name, 4)
     with pytest.raises(dgm.DataError, match="shape"):
         model.log_prob(torch.zeros(3, 5))
     with pytest.raises(dgm.DataError, match="batch dimension"):
-        model.log_prob(torch.zeros(4))
+        model.log_prob(torch.zeros(shape))
     with pytest.raises(dgm.DataError, match="NaN"):
-        model.log_prob(torch.full((2, 4), float("nan")))
+        model.log_prob(torch.full((2, *shape), float("nan")))
     with pytest.raises(dgm.DataError, match="torch.Tensor"):
-        model.log_prob([[0, 1, 0, 1]])
+        model.log_prob(torch.zeros(1, *shape).tolist())
     if support != "real":
         with pytest.raises(dgm.DataError, match="non-integer"):
-            model.log_prob(torch.full((2, 4), 0.5))
+            model.log_prob(torch.full((2, *shape), 0.5))
         with pytest.raises(dgm.DataError, match="support"):
-            model.log_prob(torch.full((2, 4), 7.0))
+            model.log_prob(torch.full((2, *shape), 7.0))
     with pytest.raises(dgm.DataError, match="num_samples"):
         model.sample(-1)

@@ -128,6 +128,38 @@ class GenerativeModel(nn.Module):
         """Check a batch against ``event_shape`` and ``support``; a clear DataError otherwise."""
         return check_input(x, self.event_shape, self.support, what).to(self.device)
 
+    def check_classes(self, context, num_classes: int, batch_size: int | None = None) -> Tensor:
+        """Validate a class-label context: integer-valued, in 0..num_classes-1, one per example.
+
+        Accepts an int (broadcast to ``batch_size``) or a tensor of shape ``(N,)``; returns a long tensor
+        on the model's device, or raises a one-line DataError naming what is wrong.
+        """
+        if isinstance(context, bool):
+            raise DataError(f"class context must be an int or a tensor of labels, got {context!r}")
+        if isinstance(context, int):
+            if batch_size is None:
+                raise DataError("an int class context needs a batch size; pass a tensor of labels")
+            context = torch.full((batch_size,), context)
+        if not isinstance(context, Tensor):
+            raise DataError(f"class context must be a torch.Tensor of labels, got {type(context).__name__}")
+        if context.dim() != 1:
+            raise DataError(f"class context must have shape (N,), got {tuple(context.shape)}")
+        if batch_size is not None and len(context) != batch_size:
+            raise DataError(f"class context has {len(context)} labels for a batch of {batch_size}")
+        if context.is_floating_point():
+            if not torch.isfinite(context).all():
+                raise DataError("class context contains NaN or inf")
+            if (context != context.round()).any():
+                raise DataError("class context has non-integer labels")
+        elif context.dtype == torch.bool or context.is_complex():
+            raise DataError(f"class context must hold integer labels, got dtype {context.dtype}")
+        if len(context) and (context.min() < 0 or context.max() >= num_classes):
+            raise DataError(
+                f"class context out of range: labels must be in 0..{num_classes - 1}, "
+                f"got {int(context.min())}..{int(context.max())}"
+            )
+        return context.long().to(self.device)
+
     def check_num_samples(self, num_samples) -> int:
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
             raise DataError(f"num_samples must be a non-negative int, got {num_samples!r}")

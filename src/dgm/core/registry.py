@@ -26,6 +26,8 @@ class ModelEntry:
     tiny: dict[str, Any] = field(default_factory=dict)
     # Supports the model can be built for, e.g. ("binary", "categorical", "real").
     supports: tuple[str, ...] = ("binary",)
+    # "vector": event_shape (D,); "image": (C, H, W). The shared tests shape their inputs accordingly.
+    shape: str = "vector"
 
     def options(self) -> dict[str, inspect.Parameter]:
         params = dict(inspect.signature(self.cls.__init__).parameters)
@@ -44,6 +46,7 @@ def register(
     family: str,
     tiny: dict[str, Any] | None = None,
     supports: tuple[str, ...] = ("binary",),
+    shape: str = "vector",
 ):
     """Class decorator adding a :class:`GenerativeModel` subclass to the registry under ``name``."""
 
@@ -52,8 +55,12 @@ def register(
             raise TypeError(f"{cls!r} is not a GenerativeModel subclass")
         if name in _REGISTRY and _REGISTRY[name].cls is not cls:
             raise ValueError(f"model name {name!r} is already registered to {_REGISTRY[name].cls.__name__}")
+        if shape not in ("vector", "image"):
+            raise ValueError(f"shape must be 'vector' or 'image', got {shape!r}")
         cls.name = name
-        _REGISTRY[name] = ModelEntry(name, cls, description, paper, family, dict(tiny or {}), tuple(supports))
+        _REGISTRY[name] = ModelEntry(
+            name, cls, description, paper, family, dict(tiny or {}), tuple(supports), shape
+        )
         return cls
 
     return decorator
