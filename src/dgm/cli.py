@@ -211,10 +211,13 @@ def _fmt_result(res: dict) -> str:
     sign = "=" if res["exact"] else "≈"
     extra = f", K={res['num_samples']}" if "num_samples" in res else ""
     bin_ = f", {res['binarization']} binarization" if res.get("binarization") else ""
+    bpd = f", {res['bits_per_dim']:.4f} bits/dim" if res.get("bits_per_dim") is not None else ""
+    of = f" of {res['likelihood_of']}" if res.get("likelihood_of") else ""
+    acc = f"; accuracy {100 * res['accuracy']:.2f}%" if "accuracy" in res else ""
     return (
         f"{res['dataset']}/{res['split']} (n={res['num_examples']}{bin_}{extra}): "
-        f"NLL {sign} {res['nll']:.3f} ± {res['nll_stderr']:.3f} nats, {res['bits_per_dim']:.4f} bits/dim "
-        f"({'exact' if res['exact'] else 'estimate'})"
+        f"NLL{of} {sign} {res['nll']:.3f} ± {res['nll_stderr']:.3f} nats{bpd} "
+        f"({'exact' if res['exact'] else 'estimate'}){acc}"
     )
 
 
@@ -355,6 +358,9 @@ def cmd_train(args, extra: list[str]) -> None:
     res = evaluate(model, test_ds)
     _update_results(out, "test", res)
     print(_fmt_result(res))
+    if getattr(model, "discriminative", False):
+        print(f"run directory: {out}  (metrics.csv, results.json; a discriminative model draws no samples)")
+        return
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     num = args.num_samples or {"points": 2000, "text": 4}.get(train_ds.kind, 64)
     samples = model.sample(num, generator=gen)
@@ -432,6 +438,8 @@ def cmd_sample(args) -> None:
     n = args.num_samples
     if n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
+    if getattr(model, "discriminative", False):
+        raise ConfigError(f"{model.name} is discriminative (it models p(y | x)): it has no samples to draw")
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     with torch.no_grad():
         samples = model.sample(n, generator=gen)

@@ -25,6 +25,8 @@ def cases() -> list:
 def _cases():
     for info in dgm.list_models():
         entry = get_entry(info["name"])
+        if getattr(entry.cls, "discriminative", False):
+            continue  # models p(y | x), not a density over x: tests/models/classic/test_logistic.py
         for kind in entry.supports:
             yield pytest.param(entry.name, SUPPORT_FOR[kind], id=f"{entry.name}-{kind}")
 

@@ -128,6 +128,20 @@ class GenerativeModel(nn.Module):
         """Check a batch against ``event_shape`` and ``support``; a clear DataError otherwise."""
         return check_input(x, self.event_shape, self.support, what).to(self.device)
 
+    def training_arrays(self, data, generator=None) -> tuple[Tensor, Tensor | None]:
+        """(x, y) for a closed-form or EM ``fit``: from a Dataset, an (x, y) pair or a tensor of x.
+
+        A dataset's random transform (dynamic binarisation) is drawn once with ``generator``; x is
+        validated against the model's event shape and support.
+        """
+        if isinstance(data, tuple) and len(data) == 2:
+            x, y = data
+        else:
+            x, y = getattr(data, "x", data), getattr(data, "y", None)
+        if getattr(data, "transform", None) is not None:
+            x = data.transform(x, generator)
+        return self.validate(x, "training data"), y
+
     def check_classes(self, context, num_classes: int, batch_size: int | None = None) -> Tensor:
         """Validate a class-label context: integer-valued, in 0..num_classes-1, one per example.
 

@@ -52,6 +52,22 @@ def log_prob_dataset(
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
+@torch.no_grad()
+def accuracy(model, data, batch_size: int = 1000) -> float:
+    """Fraction of examples whose ``model.predict(x)`` equals the label (classifiers, generative or not)."""
+    data = _as_dataset(data)
+    was_training = model.training
+    model.eval()
+    try:
+        correct = sum(
+            (model.predict(x.to(model.device)).cpu() == y.long()).sum().item()
+            for x, y in data.batches(batch_size)
+        )
+    finally:
+        model.train(was_training)
+    return correct / len(data)
+
+
 def evaluate(model, data, batch_size: int = 1000, generator=None, **log_prob_options) -> dict:
     """Mean NLL (nats per example) with its standard error, bits/dim, and what the figure is.
 
@@ -65,10 +81,12 @@ def evaluate(model, data, batch_size: int = 1000, generator=None, **log_prob_opt
         raise DataError(f"{data.name}/{data.split} has no examples to evaluate")
     nll = -lp.mean().item()
     stderr = lp.std().item() / math.sqrt(n) if n > 1 else float("nan")
+    discriminative = bool(getattr(model, "discriminative", False))
     result = {
         "nll": nll,
         "nll_stderr": stderr,
-        "bits_per_dim": bits_per_dim(nll, model.num_dims),
+        # A discriminative model's NLL is of the labels, one per example: there is no per-dimension figure.
+        "bits_per_dim": None if discriminative else bits_per_dim(nll, model.num_dims),
         "num_dims": model.num_dims,
         "exact": bool(model.exact),
         "num_examples": n,
@@ -76,6 +94,12 @@ def evaluate(model, data, batch_size: int = 1000, generator=None, **log_prob_opt
         "split": data.split,
         "binarization": data.binarization,
     }
+    if discriminative:
+        result["likelihood_of"] = "labels given inputs, log p(y | x)"
+    elif model.conditional and data.y is not None:
+        result["likelihood_of"] = "inputs given labels, log p(x | y)"
+    if callable(getattr(model, "predict_proba", None)) and data.y is not None and data.num_classes:
+        result["accuracy"] = accuracy(model, data, batch_size)
     if log_prob_options:
         result.update({k: v for k, v in log_prob_options.items() if isinstance(v, int | float | str)})
     return result

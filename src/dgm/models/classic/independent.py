@@ -85,10 +85,8 @@ class IndependentModel(GenerativeModel):
     @torch.no_grad()
     def fit(self, data, *, initialize: bool = True, generator=None) -> Iterator[dict[str, float]]:
         """Closed-form maximum likelihood (smoothed by ``alpha``): one step, yields the training NLL."""
-        x = data.x if hasattr(data, "x") else data
-        if getattr(data, "transform", None) is not None:
-            x = data.transform(x, generator)  # e.g. one draw of a dynamically binarised set
-        x = self.validate(x, "training data").reshape(len(x), -1)
+        x, _ = self.training_arrays(data, generator)
+        x = x.reshape(len(x), -1)
         n = len(x)
         if self.support.kind == "real":
             self.loc.copy_(x.mean(0))
