@@ -4,6 +4,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# Test models are tiny: one intra-op thread avoids thread start-up and spin-waiting costs that dominate
+# small ops (and that grow many-fold when other processes share the cores).
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_seed():

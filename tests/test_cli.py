@@ -210,3 +210,35 @@ def test_console_script_exit_codes(tmp_path):
         [sys.executable, "-m", "dgm.cli", "eval", str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert p.returncode == 2 and p.stderr.startswith("dgm: error:") and p.stderr.count("\n") == 1
+
+
+def test_classic_models_through_the_cli(tmp_path, capsys):
+    code, out, err = run(
+        capsys, "train", "mixture-bernoulli", "--data", "digits-binary", "--components", "5", "--out",
+        str(tmp_path / "mob"), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "EM" in out and "NLL = " in out and "accuracy" not in out  # clusters are not classes
+    assert (tmp_path / "mob" / "samples.png").exists()
+    code, out, err = run(
+        capsys, "train", "naive-bayes", "--data", "digits", "--support", "real", "--out",
+        str(tmp_path / "nb"), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "log p(x | y)" in out and "accuracy" in out
+    code, out, err = run(
+        capsys,
+        "train",
+        "logistic-regression",
+        "--data",
+        "digits",
+        "--out",
+        str(tmp_path / "lr"),
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert "log p(y | x)" in out and "bits/dim" not in out.split("log p(y | x)")[1].splitlines()[0]
+    results = json.loads((tmp_path / "lr" / "results.json").read_text())
+    assert results["test"]["accuracy"] > 0.9
+    code, _, err = run(capsys, "sample", str(tmp_path / "lr"))
+    assert code == 2 and "discriminative" in err and len(err.strip().splitlines()) == 1

@@ -303,7 +303,10 @@ def cmd_train(args, extra: list[str]) -> None:
             )
         if "support" in entry.options():
             model_opts["support"] = train_ds.support
-    model_opts.setdefault("event_shape", list(train_ds.event_shape))
+    if "event_shape" not in model_opts:
+        # Image models (PixelCNN) read flat binarized MNIST as the images it holds: (1, 28, 28).
+        image = entry.shape == "image" and train_ds.image_shape
+        model_opts["event_shape"] = list(train_ds.image_shape if image else train_ds.event_shape)
     event_shape = model_opts["event_shape"]
     train_ds = train_ds.reshape_to(tuple(event_shape))
     valid_ds = _load_split(args.data, "valid", args.data_dir, False, data_opts, event_shape)

@@ -1,1 +1,32 @@
 """Layers shared by several model families: masked linear and convolutional layers, MADE degrees."""
+
+from dgm.nn.conv import GatedPixelCNNLayer, MaskedConv2d, PixelCNNResidualBlock, VerticalConv2d
+from dgm.nn.masked import (
+    MaskedLinear,
+    MaskedMLP,
+    check_ordering,
+    hidden_degrees,
+    input_degrees,
+    made_degrees,
+    made_masks,
+    make_ordering,
+    natural_ordering,
+    random_ordering,
+)
+
+__all__ = [
+    "GatedPixelCNNLayer",
+    "MaskedConv2d",
+    "MaskedLinear",
+    "MaskedMLP",
+    "PixelCNNResidualBlock",
+    "VerticalConv2d",
+    "check_ordering",
+    "hidden_degrees",
+    "input_degrees",
+    "made_degrees",
+    "made_masks",
+    "make_ordering",
+    "natural_ordering",
+    "random_ordering",
+]

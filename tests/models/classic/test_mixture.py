@@ -20,6 +20,16 @@ def run_em(model, x, iterations=30):
     return rows
 
 
+def best_of_restarts(model_factory, x, seeds=(0, 1, 2)):
+    """EM finds a local optimum; as users do, keep the best training likelihood of a few initialisations."""
+    fits = []
+    for seed in seeds:
+        model = model_factory()
+        rows = list(model.fit(x, generator=torch.Generator().manual_seed(seed)))
+        fits.append((rows[-1]["train_loss"], seed, model))
+    return min(fits, key=lambda f: f[0])[2]
+
+
 def known_bernoulli_mixture(D=16, K=3):
     truth = MixtureBernoulli((D,), components=K)
     with torch.no_grad():
@@ -32,8 +42,9 @@ def known_bernoulli_mixture(D=16, K=3):
 def test_em_never_decreases_the_objective_bernoulli(alpha):
     truth = known_bernoulli_mixture()
     x = truth.sample(2000)
-    model = MixtureBernoulli((16,), components=5, alpha=alpha, init="random", tol=0.0)
-    rows = run_em(model, x, 40)
+    # float64: near convergence an iteration's gain is below float32 resolution of the log-likelihood.
+    model = MixtureBernoulli((16,), components=5, alpha=alpha, init="random", tol=0.0).double()
+    rows = run_em(model, x.double(), 40)
     key = "train_loss" if alpha == 0 else "em_objective"
     values = [(-r[key] if key == "train_loss" else r[key]) for r in rows]
     assert all(b >= a - 1e-9 * abs(a) for a, b in itertools.pairwise(values)), values
@@ -64,8 +75,9 @@ def test_recovers_a_known_gaussian_mixture():
     n = 30_000
     z = torch.multinomial(weights, n, replacement=True)
     x = means[z] + (tril[z] @ torch.randn(n, 2, 1, dtype=torch.float64))[..., 0]
-    model = MixtureGaussian((2,), components=3, covariance="full", tol=1e-8).double()
-    list(model.fit(x, generator=torch.Generator().manual_seed(0)))
+    model = best_of_restarts(
+        lambda: MixtureGaussian((2,), components=3, covariance="full", tol=1e-8).double(), x
+    )
     perm = match_components(model.loc.detach(), means)
     est_w = model.mixture_logits.detach().softmax(0)[perm]
     assert torch.allclose(est_w, weights, atol=0.02)
@@ -76,8 +88,7 @@ def test_recovers_a_known_gaussian_mixture():
 def test_recovers_a_known_bernoulli_mixture():
     truth = known_bernoulli_mixture(D=20, K=3)
     x = truth.sample(20_000, generator=torch.Generator().manual_seed(3))
-    model = MixtureBernoulli((20,), components=3, alpha=0.0, tol=1e-8)
-    list(model.fit(x, generator=torch.Generator().manual_seed(0)))
+    model = best_of_restarts(lambda: MixtureBernoulli((20,), components=3, alpha=0.0, tol=1e-8), x)
     true_mu, est_mu = truth.logits.sigmoid().detach(), model.logits.sigmoid().detach()
     perm = match_components(est_mu, true_mu)
     assert (est_mu[perm] - true_mu).abs().max().item() < 0.05

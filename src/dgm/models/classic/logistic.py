@@ -44,20 +44,33 @@ class LogisticRegression(GenerativeModel):
         support: the inputs' support; categorical(k) inputs are scaled to [0, 1] by 1/(k − 1) first.
         num_classes: C.
         l2: penalty (l2 / 2)·‖W‖² added to the mean label NLL (the bias is not penalised).
-        tol: :meth:`fit` stops when an L-BFGS round improves the objective by less than this.
+        tol: :meth:`fit` stops when an L-BFGS round (20 iterations) improves the objective by less than
+            ``tol · max(1, objective)``, or after ``max_rounds`` rounds.
+        max_rounds: cap on L-BFGS rounds in :meth:`fit`.
     """
 
     discriminative: ClassVar[bool] = True
 
     def __init__(
-        self, event_shape, support: str = "real", num_classes: int = 10, l2: float = 1e-4, tol: float = 1e-7
+        self,
+        event_shape,
+        support: str = "real",
+        num_classes: int = 10,
+        l2: float = 1e-4,
+        tol: float = 1e-7,
+        max_rounds: int = 100,
     ):
         super().__init__(event_shape, support)
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ConfigError(f"num_classes must be an int >= 2, got {num_classes!r}")
         if not l2 >= 0 or not tol >= 0:
             raise ConfigError("l2 and tol must be >= 0")
-        self.num_classes, self.l2, self.tol = num_classes, float(l2), float(tol)
+        self.num_classes, self.l2, self.tol, self.max_rounds = (
+            num_classes,
+            float(l2),
+            float(tol),
+            int(max_rounds),
+        )
         self.linear = nn.Linear(self.num_dims, num_classes)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
@@ -136,12 +149,12 @@ class LogisticRegression(GenerativeModel):
             return loss
 
         previous = float("inf")
-        for _ in range(500):
+        for _ in range(self.max_rounds):
             optimizer.step(closure)
             with torch.no_grad():
                 objective = self.loss(x, y).item()
                 accuracy = (self.logits(x).argmax(1) == y).double().mean().item()
             yield {"train_loss": objective, "train_accuracy": accuracy}
-            if previous - objective < self.tol:
+            if previous - objective < self.tol * max(1.0, objective):
                 return
             previous = objective

@@ -1,0 +1,333 @@
+"""FVSBN, NADE and MADE on static binarized MNIST (issue #4): exact test NLL against the published tables.
+
+    DGM_DATA_DIR=../shared/data python -m benchmarks.autoregressive_mlp --threads 1      (the full run)
+    DGM_DATA_DIR=../shared/data python -m benchmarks.autoregressive_mlp --smoke --threads 1  (~3 min)
+
+On a machine whose cores are shared with other jobs, ``--threads 1`` is several times faster than
+torch's default (every small operation otherwise waits for a descheduled second thread). Each finished
+model's row is kept under ``runs/benchmarks/autoregressive_mlp/`` and the RESULTS.md section is redrawn
+from all of them, so models may run in separate (e.g. parallel) invocations with ``--models``.
+
+Every model is trained through `dgm.train` (Adam, batch 100, early stopping on the validation NLL,
+best weights kept) within a wall budget of ``--max-minutes`` per model, and reported with: free
+parameters, training time per epoch (validation excluded), epochs run and why training stopped, exact
+test NLL in nats (static binarisation, all 10,000 test images unless ``--test-examples`` says
+otherwise), samples/sec for 100 samples, a sample grid and a training-curve PNG under
+``benchmarks/figures/``. NADE's O(HD) evaluation is timed against the O(HD²) reference
+(``log_prob_naive``) at D = 784, with their agreement, and over a range of D to show the scaling.
+
+Settings (chosen from the papers, adapted to Adam): output biases start at the logits of the training
+marginals; FVSBN lr 1e-3 (its likelihood is concave: any schedule gets there; patience 10); NADE
+(Larochelle & Murray 2011: 500 sigmoid units, fixed raster ordering) lr 1e-3, patience 10 (an epoch
+costs minutes on CPU, so the budget, not early stopping, may end it); MADE
+(Germain et al. 2015: ReLU, 500 units per layer, 32 connectivity-agnostic masks cycled one per
+minibatch, natural ordering, early stopping with a 30-epoch look-ahead) lr 1e-3 with patience 30 —
+mask-cycling makes the validation curve noisy, and the ensemble keeps improving long after a single
+mask would stop.
+
+Published anchors (test NLL, nats): FVSBN 97.45 (Gan et al. 2015), NADE 88.33–88.86 (Larochelle &
+Murray 2011; Uria et al. 2014), MADE 1 hidden layer 32 masks 88.04, 2 hidden layers 32 masks 86.64
+(Germain et al. 2015, Table 6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import dgm
+from benchmarks.common import table, update_results
+from dgm.core.checkpoint import read_json, write_json
+from dgm.training import seed_everything
+from dgm.viz import image_grid, training_curves
+
+FIGURES = Path(__file__).with_name("figures")
+# Finished rows (JSON), so that models run separately still make one table; runs/ is not versioned.
+STORE = Path(__file__).resolve().parents[1] / "runs" / "benchmarks" / "autoregressive_mlp"
+
+# name → (registry model, options, training options, published, target)
+MODELS = {
+    "fvsbn": (
+        "fvsbn",
+        {},
+        {"lr": 1e-3, "patience": 10},
+        "97.45 (Gan et al. 2015)",
+        97.5,
+    ),
+    "nade": (
+        "nade",
+        {"hidden_size": 500},
+        {"lr": 1e-3, "patience": 10},
+        "88.33–88.86 (Larochelle & Murray 2011)",
+        88.9,
+    ),
+    "made-1x500": (
+        "made",
+        {"hidden_sizes": [500], "num_masks": 32, "connectivity_agnostic": True},
+        {"lr": 1e-3, "patience": 30},
+        "88.04 (Germain et al. 2015)",
+        88.0,
+    ),
+    "made-2x500": (
+        "made",
+        {"hidden_sizes": [500, 500], "num_masks": 32, "connectivity_agnostic": True},
+        {"lr": 1e-3, "patience": 30},
+        "86.64 (Germain et al. 2015)",
+        86.7,
+    ),
+}
+
+
+class WallBudget:
+    """Stop training once ``seconds`` of wall time are spent (validation included).
+
+    Lowering the trainer's ``max_steps`` to the current step ends the run the way a ``max_steps`` run
+    ends: the epoch in progress is validated and the best weights are restored (``request_stop`` would
+    raise instead). The trainer has no time budget of its own.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds, self.start, self.hit = seconds, time.monotonic(), False
+
+    def __call__(self, trainer) -> None:
+        if time.monotonic() - self.start > self.seconds:
+            trainer.options.max_steps = trainer.state.step
+            self.hit = True
+
+
+def init_output_bias(model, train_x: torch.Tensor) -> None:
+    """Start every conditional at the training marginal: bias = logit(mean pixel), clamped."""
+    mean = train_x.float().mean(0).clamp(1e-3, 1 - 1e-3)
+    logit = torch.logit(mean).to(model.device)
+    with torch.no_grad():
+        if model.name == "fvsbn":
+            model.bias[:] = logit
+        elif model.name == "nade":
+            model.b[:, 0] = logit
+        elif model.name == "made":
+            model.net.layers[-1].bias[:] = logit
+
+
+def time_it(fn, repeats: int = 1) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
+    name, options, train_opts, published, target = MODELS[label]
+    seed_everything(0)
+    model = dgm.build(name, event_shape=train.event_shape, support=train.support, **options)
+    init_output_bias(model, train.x)
+    budget = WallBudget(60 * args.max_minutes)
+    t0 = time.perf_counter()
+    res = dgm.train(
+        model,
+        train,
+        valid,
+        epochs=args.epochs,
+        batch_size=100,
+        device=args.device,
+        progress=not args.quiet,
+        callbacks=[budget],
+        **train_opts,
+    )
+    wall = time.perf_counter() - t0
+    # Time per epoch of training steps (validation excluded), from the steps each logged epoch ran, so
+    # that an epoch cut short by the budget still gives the rate.
+    steps_per_epoch = math.ceil(len(train) / 100)
+    previous = [0] + [r["step"] for r in res.history[:-1]]
+    rates = [r["epoch_time_s"] / (r["step"] - s0) for r, s0 in zip(res.history, previous) if r["step"] > s0]
+    epoch_s = statistics.median(rates) * steps_per_epoch
+    epochs_run = res.history[-1]["step"] / steps_per_epoch
+    why = "early stop" if res.stopped_early else ("wall budget" if budget.hit else "epoch limit")
+    ev = dgm.evaluate(model, test)
+    gen = torch.Generator().manual_seed(0)
+    samples = None
+
+    def draw():
+        nonlocal samples
+        samples = model.sample(100, generator=gen)
+
+    sample_s = time_it(draw)
+    figures.mkdir(parents=True, exist_ok=True)
+    image_grid(samples, figures / f"autoregressive_mlp_{label}_samples.png", (1, 28, 28), (0, 1), 10, label)
+    training_curves(
+        res.history, figures / f"autoregressive_mlp_{label}_curve.png", f"{label}: nats per image"
+    )
+    row = {
+        "model": label,
+        "params": f"{model.num_parameters():,}",
+        "time/epoch": f"{epoch_s:.1f} s",
+        "epochs": f"{epochs_run:.2f} ({why})",
+        "train wall": f"{wall / 60:.1f} min",
+        "test NLL (nats, exact)": f"{ev['nll']:.2f} ± {ev['nll_stderr']:.2f}",
+        "published": published,
+        "target": f"≤ {target}",
+        "met": "yes" if ev["nll"] <= target else "no",
+        "samples/s (100)": f"{100 / sample_s:.1f}",
+        "test images": f"{len(test):,}",
+        "budget": f"{args.max_minutes:g} min, {torch.get_num_threads()} thr",
+        "_model": model,
+    }
+    print({k: v for k, v in row.items() if not k.startswith("_")}, flush=True)
+    return row
+
+
+@torch.no_grad()
+def nade_speed(model, test_x: torch.Tensor, dims=(98, 196, 392, 784), hidden: int = 500) -> tuple[dict, list]:
+    """O(HD) log_prob against the O(HD²) log_prob_naive: the trained model at D = 784, and fresh models
+    over a range of D (same H) to show how the gap grows."""
+    x = test_x[:100].to(model.device)
+    fast = time_it(lambda: model.log_prob(x), 3)
+    naive = time_it(lambda: model.log_prob_naive(x), 1)
+    diff = (model.log_prob(x) - model.log_prob_naive(x)).abs().max().item()
+    main = {"fast_s": fast, "naive_s": naive, "max_abs_diff": diff}
+    scaling = []
+    for D in dims:
+        m = dgm.build("nade", event_shape=(D,), hidden_size=hidden).to(model.device)
+        xs = (torch.rand(100, D, device=model.device) < 0.3).float()
+        f, n = (
+            time_it(lambda m=m, xs=xs: m.log_prob(xs), 3),
+            time_it(lambda m=m, xs=xs: m.log_prob_naive(xs), 1),
+        )
+        scaling.append(
+            {
+                "D": D,
+                "fast (ms / 100 images)": f"{1e3 * f:.1f}",
+                "naive": f"{1e3 * n:.1f}",
+                "speed-up": f"{n / f:.1f}×",
+                "MAC ratio D/2": f"{D / 2:.0f}",
+            }
+        )
+        print(scaling[-1], flush=True)
+    return main, scaling
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}"
+    )
+    p.add_argument("--max-minutes", type=float, default=240.0, help="wall budget per model (training)")
+    p.add_argument("--epochs", type=int, default=1000, help="epoch limit (early stopping usually ends first)")
+    p.add_argument("--test-examples", type=int, default=None, help="evaluate on the first N test images")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument(
+        "--smoke", action="store_true", help="30 s per model, 2000 valid / 1000 test images, no RESULTS.md"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args()
+    if args.smoke:
+        args.max_minutes, args.test_examples = min(args.max_minutes, 0.5), args.test_examples or 1000
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    labels = args.models.split(",")
+    unknown = [m for m in labels if m not in MODELS]
+    if unknown:
+        p.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    train, valid, test = (dgm.data.load("binarized-mnist", s) for s in ("train", "valid", "test"))
+    if args.test_examples:
+        test = test.take(args.test_examples)
+    if args.smoke:
+        valid = valid.take(2000)
+    figures = Path("/tmp/dgm-autoregressive-mlp-smoke") if args.smoke else FIGURES
+    rows = []
+    for label in labels:
+        rows.append(run_model(label, args, train, valid, test, figures))
+        if not args.smoke:  # each finished row is kept, so separate runs (e.g. in parallel) add up
+            save_row(rows[-1])
+            update_results("autoregressive-mlp", report(*stored_results(), partial=label != labels[-1]))
+    nade_row = next((r for r in rows if r["model"] == "nade"), None)
+    speed, scaling = None, []
+    if nade_row is not None:
+        speed, scaling = nade_speed(
+            nade_row["_model"], test.x, dims=(98, 784) if args.smoke else (98, 196, 392, 784)
+        )
+    print(table(rows, COLUMNS))
+    if scaling:
+        print(table(scaling, list(scaling[0])))
+    if args.smoke:
+        print(report(rows, speed, scaling))
+        print(f"smoke run: RESULTS.md left unchanged; figures in {figures}")
+    elif speed is not None:
+        write_json(STORE / "nade_speed.json", {"speed": speed, "scaling": scaling})
+        update_results("autoregressive-mlp", report(*stored_results()))
+
+
+def save_row(row: dict) -> None:
+    write_json(STORE / f"{row['model']}.json", {k: v for k, v in row.items() if not k.startswith("_")})
+
+
+def stored_results() -> tuple[list[dict], dict | None, list]:
+    """Every model's latest row (in table order) and the latest NADE timing, from ``STORE``."""
+    rows = [read_json(STORE / f"{m}.json") for m in MODELS if (STORE / f"{m}.json").exists()]
+    timing = read_json(STORE / "nade_speed.json") if (STORE / "nade_speed.json").exists() else {}
+    return rows, timing.get("speed"), timing.get("scaling", [])
+
+
+COLUMNS = [
+    "model",
+    "params",
+    "time/epoch",
+    "epochs",
+    "train wall",
+    "test NLL (nats, exact)",
+    "published",
+    "target",
+    "met",
+    "samples/s (100)",
+    "test images",
+    "budget",
+]
+
+
+def report(rows: list[dict], speed: dict | None, scaling: list, partial: bool = False) -> str:
+    body = [
+        "## FVSBN, NADE, MADE on binarized MNIST (issue #4)\n",
+        *(["**Run in progress: rows so far.**\n"] if partial else []),
+        "Static binarisation (Larochelle–Murray split); exact test NLL in nats on the number of test "
+        "images given. Adam, batch 100, early stopping on validation NLL, best weights kept, within each "
+        "row's wall budget (threads: torch intra-op threads of that run).\n",
+        table(rows, COLUMNS),
+        "",
+    ]
+    if any("wall budget" in r["epochs"] for r in rows):
+        body += [
+            "Rows stopped by the wall budget ended on time, not on convergence: their figure is limited by "
+            "training time (the validation curve in the figure shows whether it was still falling).",
+            "",
+        ]
+    if speed is not None:
+        fast_ms, naive_ms = 1e3 * speed["fast_s"], 1e3 * speed["naive_s"]
+        body += [
+            f"NADE evaluation of 100 test images at D = 784, H = 500: O(HD) `log_prob` {fast_ms:.0f} ms, "
+            f"O(HD²) `log_prob_naive` {naive_ms:.0f} ms ({naive_ms / fast_ms:.1f}× faster; the two agree to "
+            f"{speed['max_abs_diff']:.1e} nats). The multiply-add ratio is D/2 = 392, but both compute the "
+            "same N·D·H sigmoids and output products, which are memory- and transcendental-bound, while the "
+            "naive version's extra work is dense matrix products running near the machine's peak: the "
+            "wall-clock gap is smaller than D/2 and grows with D (fresh models, H = 500):\n",
+            table(scaling, list(scaling[0])),
+            "",
+        ]
+    body += [
+        "Sampling: FVSBN costs O(D²) and NADE O(HD) per sample; MADE draws a mask per sample and runs the "
+        "D network passes the architecture needs, all masks batched together, the first layer updated one "
+        "input column per step.",
+        "",
+        "Figures: `benchmarks/figures/autoregressive_mlp_<model>_samples.png` and `..._curve.png`.",
+    ]
+    return "\n".join(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,444 @@
+"""Masked linear layers and MADE's degree construction (Germain et al. 2015, §4).
+
+Germain, Gregor, Murray & Larochelle (2015), "MADE: Masked Autoencoder for Distribution Estimation".
+Each unit k of layer l gets a *degree* m^l(k): an input's degree is its position (1..D) in the ordering, a
+hidden unit's degree is the largest input position it may depend on (in [1, D-1]). A weight from a unit of
+degree m' into a hidden unit of degree m is kept iff m >= m' (eq. 12); into an output of degree d iff
+d > m' (strict, eq. 13). Then output d depends only on inputs earlier in the ordering, for any depth.
+
+Written once for every masked network in `dgm`: MADE (several masks, one or several outputs per
+dimension, categorical inputs encoded one-hot) and the flows' MAF/IAF (shift and log-scale per dimension,
+an optional conditioning input). Layout convention everywhere: a tensor with ``P`` values per dimension
+is laid out block-major, index ``j * D + d`` for value ``j`` of dimension ``d``, i.e. it reshapes to
+``(N, P, D)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dgm.core.errors import ConfigError
+
+ORDERINGS = ("natural", "reverse", "random")
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
+
+
+# ---------------------------------------------------------------------------- orderings and degrees
+def natural_ordering(num_dims: int) -> Tensor:
+    """The identity ordering 0, 1, ..., D-1 (raster order for images)."""
+    return torch.arange(num_dims)
+
+
+def random_ordering(num_dims: int, generator: torch.Generator | None = None) -> Tensor:
+    """A uniformly random permutation of 0..D-1."""
+    return torch.randperm(num_dims, generator=generator)
+
+
+def make_ordering(spec, num_dims: int, generator: torch.Generator | None = None) -> Tensor:
+    """An ordering from ``"natural"``, ``"reverse"``, ``"random"`` or an explicit permutation (list)."""
+    if isinstance(spec, str):
+        if spec == "natural":
+            return natural_ordering(num_dims)
+        if spec == "reverse":
+            return natural_ordering(num_dims).flip(0)
+        if spec == "random":
+            return random_ordering(num_dims, generator)
+        raise ConfigError(f"unknown ordering {spec!r}; use {', '.join(ORDERINGS)} or a list permutation")
+    return check_ordering(spec, num_dims)
+
+
+def check_ordering(ordering, num_dims: int) -> Tensor:
+    """``ordering`` as a long tensor, or a ConfigError unless it is a permutation of 0..D-1."""
+    try:
+        o = torch.as_tensor(ordering).long().flatten().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigError(f"ordering must be a permutation of 0..{num_dims - 1}, got {ordering!r}") from None
+    if len(o) != num_dims or not torch.equal(o.sort().values, torch.arange(num_dims)):
+        raise ConfigError(f"ordering must be a permutation of 0..{num_dims - 1}")
+    return o
+
+
+def input_degrees(ordering: Tensor) -> Tensor:
+    """Degree of each input dimension: its 1-based position in ``ordering`` (degree[ordering[t]] = t+1)."""
+    degrees = torch.empty_like(ordering)
+    degrees[ordering] = torch.arange(1, len(ordering) + 1, device=ordering.device)
+    return degrees
+
+
+def hidden_degrees(
+    size: int,
+    num_dims: int,
+    low: int = 1,
+    mode: str = "random",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Degrees of one hidden layer, in [low, D-1]: uniform draws (MADE) or spread evenly (deterministic).
+
+    ``low`` is the smallest degree of the layer below: a unit of smaller degree would be connected to
+    nothing. With D = 1 no input may feed any hidden unit, so every degree is 0 (bias-only units).
+    """
+    high = num_dims - 1
+    low = min(low, high)
+    if mode == "random":
+        return torch.randint(low, high + 1, (size,), generator=generator)
+    if mode == "even":
+        return torch.arange(size) % (high - low + 1) + low
+    raise ConfigError(f"hidden degree mode must be 'random' or 'even', got {mode!r}")
+
+
+def made_degrees(
+    ordering: Tensor,
+    hidden_sizes: Sequence[int],
+    mode: str = "random",
+    generator: torch.Generator | None = None,
+) -> list[Tensor]:
+    """[input degrees (D,), degrees of hidden layer 1 (H1,), ...] for one MADE mask."""
+    degrees = [input_degrees(ordering)]
+    low = 1
+    for size in hidden_sizes:
+        degrees.append(hidden_degrees(size, len(ordering), low, mode, generator))
+        low = int(degrees[-1].min()) if size else low
+    return degrees
+
+
+def made_masks(
+    degrees: Sequence[Tensor], num_inputs_per_dim: int = 1, num_outputs_per_dim: int = 1
+) -> list[Tensor]:
+    """The (out, in) 0/1 masks of every layer from ``made_degrees``; the last one is the output mask.
+
+    Hidden layers keep m_out >= m_in; the output layer keeps d > m_in (strict), so that output d sees
+    only inputs before d. Inputs and outputs with several values per dimension repeat the dimension's
+    degree block-major (index j * D + d).
+    """
+    d_in = degrees[0].repeat(num_inputs_per_dim)
+    masks, previous = [], d_in
+    for d_hidden in degrees[1:]:
+        masks.append((d_hidden[:, None] >= previous[None, :]).float())
+        previous = d_hidden
+    d_out = degrees[0].repeat(num_outputs_per_dim)
+    masks.append((d_out[:, None] > previous[None, :]).float())
+    return masks
+
+
+# ---------------------------------------------------------------------------- layers
+class MaskedLinear(nn.Linear):
+    """``y = x (W ⊙ M)ᵀ + b`` with a fixed 0/1 mask M held in a buffer (saved with the weights).
+
+    The mask multiplies the weight inside the forward pass, so a forward pass never writes to ``weight``
+    and masked-out entries get zero gradient. ``forward(x, mask)`` uses another mask for one call
+    (MADE's mask ensemble) without touching the stored one.
+    """
+
+    def __init__(self, in_features: int, out_features: int, mask: Tensor | None = None, bias: bool = True):
+        super().__init__(in_features, out_features, bias)
+        self.register_buffer("mask", torch.ones(out_features, in_features))
+        if mask is not None:
+            self.set_mask(mask)
+
+    def set_mask(self, mask: Tensor) -> None:
+        if tuple(mask.shape) != tuple(self.mask.shape):
+            raise ConfigError(f"mask has shape {tuple(mask.shape)}, layer expects {tuple(self.mask.shape)}")
+        with torch.no_grad():
+            self.mask.copy_(mask)
+
+    def masked_weight(self, mask: Tensor | None = None) -> Tensor:
+        return self.weight * (self.mask if mask is None else mask)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return F.linear(x, self.masked_weight(mask), self.bias)
+
+    def extra_repr(self) -> str:
+        kept = int(self.mask.count_nonzero())
+        return f"{super().extra_repr()}, connections={kept}/{self.mask.numel()}"
+
+
+class MaskedMLP(nn.Module):
+    """A MADE network: masked MLP mapping D dimensions to ``num_outputs_per_dim`` values per dimension.
+
+    Holds ``num_masks`` masks. Mask m is defined by an ordering (``orderings[m]``, a buffer) and the
+    degrees of every hidden layer (``degrees_l[m]``, buffers), so the whole mask set is saved with the
+    weights and rebuilt identically from ``seed``. ``order_agnostic`` draws a random ordering per mask;
+    ``connectivity_agnostic`` draws fresh hidden degrees per mask. The layers' own ``mask`` buffers hold
+    mask 0, used when ``forward`` is called without ``mask_index`` (the single-mask case, e.g. MAF).
+
+    Args:
+        num_dims: D.
+        hidden_sizes: widths of the hidden layers (may be empty: one masked linear map, an FVSBN).
+        num_inputs_per_dim: values per input dimension (1 for real/binary, k for one-hot categorical).
+        num_outputs_per_dim: values per output dimension (1 logit, k logits, shift and log-scale ...).
+        context_size: width of an optional conditioning input, connected unmasked to the first hidden
+            layer and to the outputs (so even the first dimension's conditional depends on it).
+        num_masks, order_agnostic, connectivity_agnostic: the mask set (see above).
+        ordering: ``"natural"``, ``"reverse"``, ``"random"`` or a permutation, for every mask when not
+            order-agnostic.
+        hidden_degrees: ``"random"`` (MADE's uniform draws) or ``"even"`` (deterministic spread).
+        activation: ``"relu"``, ``"tanh"``, ``"sigmoid"`` or ``"elu"``.
+        condition_on_mask: tell every hidden unit which of its inputs the current mask keeps, by adding
+            (U ⊙ M) 1 / fan-in to its pre-activation with a learned U shaped like the layer's weight
+            (Germain et al. 2015, §4.3, for several masks, where a unit's input set changes from mask to
+            mask; divided by the fan-in so that Adam's per-entry steps do not add up across the row).
+        seed: seeds the orderings and degrees, so a config rebuilds the same masks.
+    """
+
+    def __init__(
+        self,
+        num_dims: int,
+        hidden_sizes: Sequence[int] = (),
+        *,
+        num_inputs_per_dim: int = 1,
+        num_outputs_per_dim: int = 1,
+        context_size: int = 0,
+        num_masks: int = 1,
+        order_agnostic: bool = False,
+        connectivity_agnostic: bool = False,
+        ordering="natural",
+        hidden_degrees: str = "random",
+        activation: str = "relu",
+        condition_on_mask: bool = False,
+        seed: int = 0,
+    ):
+        super().__init__()
+        hidden_sizes = [int(h) for h in hidden_sizes]
+        if num_dims < 1 or any(h < 1 for h in hidden_sizes):
+            raise ConfigError(f"num_dims and hidden sizes must be positive, got {num_dims}, {hidden_sizes}")
+        if num_masks < 1:
+            raise ConfigError(f"num_masks must be >= 1, got {num_masks}")
+        if num_masks > 1 and not (order_agnostic or connectivity_agnostic):
+            raise ConfigError(
+                "num_masks > 1 needs order_agnostic and/or connectivity_agnostic (else they coincide)"
+            )
+        if connectivity_agnostic and hidden_degrees == "even":
+            raise ConfigError(
+                "connectivity_agnostic needs hidden_degrees='random' ('even' gives one connectivity)"
+            )
+        if connectivity_agnostic and not hidden_sizes:
+            raise ConfigError("connectivity_agnostic needs at least one hidden layer")
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}")
+        self.num_dims, self.hidden_sizes = num_dims, hidden_sizes
+        self.num_inputs_per_dim, self.num_outputs_per_dim = num_inputs_per_dim, num_outputs_per_dim
+        self.context_size, self.num_masks = context_size, num_masks
+        self.activation = ACTIVATIONS[activation]()
+
+        g = torch.Generator().manual_seed(seed)
+        fixed_order = None if order_agnostic else make_ordering(ordering, num_dims, g)
+        orderings, degrees = [], []
+        for m in range(num_masks):
+            order = fixed_order if fixed_order is not None else random_ordering(num_dims, g)
+            if m == 0 or connectivity_agnostic:
+                hidden = made_degrees(order, hidden_sizes, hidden_degrees, g)[1:]
+            orderings.append(order)
+            degrees.append(hidden)
+        self.register_buffer("orderings", torch.stack(orderings))
+        for layer in range(len(hidden_sizes)):
+            self.register_buffer(f"degrees_{layer}", torch.stack([d[layer] for d in degrees]))
+
+        sizes = [num_dims * num_inputs_per_dim, *hidden_sizes, num_dims * num_outputs_per_dim]
+        masks = self.masks(0)
+        self.layers = nn.ModuleList(
+            MaskedLinear(a, b, mask) for a, b, mask in zip(sizes[:-1], sizes[1:], masks, strict=True)
+        )
+        if context_size:
+            self.context_hidden = nn.Linear(context_size, sizes[1], bias=False) if hidden_sizes else None
+            self.context_output = nn.Linear(context_size, sizes[-1], bias=False)
+        # Zero at the start: the network begins as the unconditioned one.
+        self.mask_weights = (
+            nn.ParameterList(nn.Parameter(torch.zeros(b, a)) for a, b in itertools.pairwise(sizes[:-1]))
+            if condition_on_mask
+            else None
+        )
+
+    # ------------------------------------------------------------------ masks
+    def degrees(self, mask_index: int = 0, ordering: Tensor | None = None) -> list[Tensor]:
+        """[input degrees, hidden degrees ...] of mask ``mask_index``, optionally with another ordering.
+
+        Hidden degrees count positions, not dimensions, so any ordering combined with a trained set of
+        hidden degrees is a valid mask; order-agnostic training makes such unseen orderings usable.
+        """
+        self._check_index(mask_index)
+        order = self.orderings[mask_index] if ordering is None else check_ordering(ordering, self.num_dims)
+        hidden = [getattr(self, f"degrees_{layer}")[mask_index] for layer in range(len(self.hidden_sizes))]
+        return [input_degrees(order.to(self.orderings.device)), *hidden]
+
+    def masks(self, mask_index: int = 0, ordering: Tensor | None = None) -> list[Tensor]:
+        """The 0/1 masks of every layer (last: output) for mask ``mask_index`` (and ``ordering``)."""
+        return made_masks(
+            self.degrees(mask_index, ordering), self.num_inputs_per_dim, self.num_outputs_per_dim
+        )
+
+    def ordering(self, mask_index: int = 0) -> Tensor:
+        self._check_index(mask_index)
+        return self.orderings[mask_index]
+
+    def _check_index(self, mask_index: int) -> None:
+        if not 0 <= int(mask_index) < self.num_masks:
+            raise ConfigError(f"mask index {mask_index} out of range 0..{self.num_masks - 1}")
+
+    def _layer_masks(self, mask_index, ordering) -> list[Tensor | None]:
+        if mask_index is None and ordering is None:
+            return [None] * len(self.layers)  # the stored mask 0
+        dtype = self.layers[0].weight.dtype
+        return [m.to(dtype) for m in self.masks(0 if mask_index is None else mask_index, ordering)]
+
+    def num_connected_parameters(self) -> int:
+        """Weights kept by at least one mask, plus biases and context weights.
+
+        Masked-out weights are not free parameters: no mask ever lets them act.
+        """
+        union = [torch.zeros_like(layer.mask, dtype=torch.bool) for layer in self.layers]
+        for m in range(self.num_masks):
+            for u, mask in zip(union, self.masks(m), strict=True):
+                u |= mask.bool()
+        total = sum(int(u.sum()) + layer.bias.numel() for u, layer in zip(union, self.layers, strict=True))
+        if self.mask_weights is not None:
+            total += sum(int(u.sum()) for u in union[:-1])
+        if self.context_size:
+            total += sum(p.numel() for n, p in self.named_parameters() if n.startswith("context_"))
+        return total
+
+    # ------------------------------------------------------------------ evaluation
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        mask_index: int | None = None,
+        ordering: Tensor | None = None,
+    ) -> Tensor:
+        """Outputs ``(N, P_out, D)`` for inputs ``(N, P_in · D)`` or ``(N, P_in, D)`` (P: values per dim).
+
+        Output ``[:, :, d]`` depends only on inputs of dimensions before ``d`` in the mask's ordering (and on
+        ``context``). Without ``mask_index``/``ordering`` the stored mask 0 is used.
+        """
+        h = x.reshape(len(x), -1)
+        masks = self._layer_masks(mask_index, ordering)
+        last = len(self.layers) - 1
+        for i, (layer, mask) in enumerate(zip(self.layers, masks, strict=True)):
+            h = layer(h, mask)
+            if self.context_size and i == 0 and i < last:
+                h = h + self.context_hidden(context)
+            if self.mask_weights is not None and i < last:
+                h = h + (self.mask_weights[i] * (layer.mask if mask is None else mask)).mean(1)
+            if i < last:
+                h = self.activation(h)
+        if self.context_size:
+            h = h + self.context_output(context)
+        return h.reshape(len(x), self.num_outputs_per_dim, self.num_dims)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        step: Callable[[Tensor, Tensor], Tensor],
+        inputs: Tensor,
+        context: Tensor | None = None,
+        mask_index: int | Tensor = 0,
+        ordering: Tensor | None = None,
+        start: int = 0,
+    ) -> Tensor:
+        """Fill ``inputs`` ``(N, P_in, D)`` one position at a time (ancestral sampling), returning the result.
+
+        ``mask_index`` is one mask for all rows or a long tensor ``(N,)`` giving each row its own mask (a
+        draw from the mask mixture). At position t each row's dimension is d = ordering[t] of its mask, and
+        ``step(d, params)`` receives those dimensions ``(N,)`` and their network outputs
+        ``(N, num_outputs_per_dim)`` and returns their new inputs ``(N, num_inputs_per_dim)``. The first
+        ``start`` positions keep the values given in ``inputs`` (conditioning, e.g. inpainting); inputs of
+        later positions are ignored.
+
+        Cost: D network evaluations, as the architecture requires, for all rows and masks together: rows
+        are grouped by mask and every layer is one batched product over the groups. Nothing unchanged is
+        recomputed: the first layer's pre-activation gains one input column per position (O(H), not
+        O(HD)), and only the rows of the current dimension's outputs are formed, masked on the fly.
+        """
+        n, p_in, num_dims = inputs.shape
+        device, dtype = inputs.device, self.layers[0].weight.dtype
+        if isinstance(mask_index, int):
+            self._check_index(mask_index)
+            mask_index = torch.full((n,), mask_index, dtype=torch.long)
+        mask_index = mask_index.to(device).long()
+        if n == 0:
+            return inputs.clone()
+        used, group = torch.unique(mask_index, return_inverse=True)  # masks in use; each row's group
+        counts = torch.bincount(group, minlength=len(used))
+        first = torch.cumsum(counts, 0) - counts
+        slot = torch.empty_like(group)
+        by_group = torch.argsort(group, stable=True)
+        slot[by_group] = torch.arange(n, device=device) - first[group[by_group]]
+        shape = (len(used), int(counts.max()))  # rows laid out (mask, slot), padded to the largest group
+
+        def grouped(t: Tensor) -> Tensor:
+            out = t.new_zeros(*shape, *t.shape[1:])
+            out[group, slot] = t
+            return out
+
+        orders = self.orderings[used] if ordering is None else check_ordering(ordering, num_dims).to(device)
+        orders = orders.expand(len(used), num_dims)
+        hidden_degrees = [getattr(self, f"degrees_{i}")[used] for i in range(len(self.hidden_sizes))]
+        inputs = inputs.to(dtype).clone()
+        if start == 0:
+            inputs.zero_()
+        else:  # only the conditioning positions count
+            keep = torch.zeros(len(used), num_dims, dtype=torch.bool, device=device)
+            keep.scatter_(1, orders[:, :start], True)
+            inputs = inputs * keep[group][:, None, :]
+        first_layer, out_layer = self.layers[0], self.layers[-1]
+        deep = len(self.layers) > 1
+        if deep:
+            # a1 of every row under its own mask; from the bias alone when nothing is conditioned on.
+            a1 = first_layer.bias.expand(n, -1).clone()
+            if start > 0 or self.mask_weights is not None:
+                for g, m in enumerate(used.tolist()):
+                    rows = group == g
+                    mask = self.masks(m, ordering)[0].to(dtype)
+                    a1[rows] = first_layer(inputs[rows].reshape(int(rows.sum()), -1), mask)
+                    if self.mask_weights is not None:
+                        a1[rows] += (self.mask_weights[0] * mask).mean(1)
+            if self.context_size:
+                a1 = a1 + self.context_hidden(context)
+            a1 = grouped(a1)
+            # Middle layers: one stacked (masks, out, in) masked weight each.
+            middle = []
+            for i, layer in enumerate(self.layers[1:-1], start=1):
+                mask = hidden_degrees[i][:, :, None] >= hidden_degrees[i - 1][:, None, :]
+                bias = layer.bias.expand(len(used), -1)
+                if self.mask_weights is not None:
+                    bias = bias + (self.mask_weights[i] * mask).mean(-1)
+                middle.append((layer.weight * mask, bias[:, None, :]))
+        out_bias = out_layer.bias.expand(n, -1)
+        if self.context_size:
+            out_bias = out_bias + self.context_output(context)
+        out_bias = grouped(out_bias)
+        p_out = self.num_outputs_per_dim
+        blocks_out = torch.arange(p_out, device=device) * num_dims
+        blocks_in = torch.arange(p_in, device=device) * num_dims
+        rows_all = torch.arange(n, device=device)
+        positions = torch.argsort(orders, 1)  # each dimension's position, per mask
+        for t in range(start, num_dims):
+            d = orders[:, t]  # (masks,) this position's dimension under each mask
+            rows = blocks_out[None, :] + d[:, None]  # (masks, p_out) output rows of those dimensions
+            # Output degree t+1 keeps units of degree <= t (hidden) or inputs at positions < t.
+            if deep:
+                h = self.activation(a1)
+                for w, b in middle:
+                    h = self.activation(torch.bmm(h, w.transpose(1, 2)) + b)
+                keep = (hidden_degrees[-1] <= t).to(dtype)  # (masks, H_last)
+            else:
+                h = grouped(inputs.reshape(n, -1))
+                keep = (positions < t).to(dtype).repeat(1, p_in)
+            w_rows = out_layer.weight[rows] * keep[:, None, :]  # (masks, p_out, fan_in)
+            params = torch.einsum("mgi,mpi->mgp", h, w_rows) + out_bias.gather(
+                2, rows[:, None, :].expand(*shape, p_out)
+            )
+            d_rows = d[group]
+            new = step(d_rows, params[group, slot]).to(dtype).reshape(n, p_in)
+            if deep:
+                cols = blocks_in[None, :] + d[:, None]  # (masks, p_in) input columns of those dimensions
+                w_cols = first_layer.weight[:, cols].permute(1, 2, 0)  # (masks, p_in, H1)
+                w_cols = w_cols * (hidden_degrees[0] >= t + 1).to(dtype)[:, None, :]
+                delta = grouped(new - inputs[rows_all, :, d_rows])
+                a1 = a1 + torch.einsum("mgp,mph->mgh", delta, w_cols)
+            inputs[rows_all, :, d_rows] = new
+        return inputs

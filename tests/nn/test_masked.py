@@ -1,0 +1,188 @@
+"""Masked layers and MADE degrees: masks, connectivity, the autoregressive property, generation."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dgm import ConfigError
+from dgm.nn.masked import (
+    MaskedLinear,
+    MaskedMLP,
+    input_degrees,
+    made_degrees,
+    made_masks,
+    make_ordering,
+    random_ordering,
+)
+from tests.models.autoregressive.helpers import assert_autoregressive, positions_of
+
+
+def test_masked_linear_applies_mask_without_touching_weights():
+    mask = (torch.rand(5, 7) < 0.5).float()
+    layer = MaskedLinear(7, 5, mask)
+    before = layer.weight.detach().clone()
+    x = torch.randn(4, 7, requires_grad=True)
+    y = layer(x)
+    assert torch.equal(y, F.linear(x, before * mask, layer.bias))
+    y.sum().backward()
+    assert torch.equal(layer.weight, before)  # forward never writes to the weight
+    assert torch.all(layer.weight.grad[mask == 0] == 0)
+    other = torch.ones(5, 7)
+    assert torch.allclose(layer(x, other), F.linear(x, before, layer.bias))
+    assert torch.equal(layer.mask, mask)  # a per-call mask leaves the stored one alone
+    assert "mask" in layer.state_dict()
+    with pytest.raises(ConfigError, match="shape"):
+        layer.set_mask(torch.ones(7, 5))
+
+
+def test_degrees_and_masks_follow_the_paper():
+    D = 9
+    order = random_ordering(D)
+    degrees = made_degrees(order, [20, 15], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(degrees[0][order], torch.arange(1, D + 1))  # input degree = position + 1
+    for d in degrees[1:]:
+        assert d.min() >= 1 and d.max() <= D - 1
+    assert degrees[2].min() >= degrees[1].min()  # no unit below the previous layer's smallest degree
+    masks = made_masks(degrees)
+    assert torch.equal(masks[0], (degrees[1][:, None] >= degrees[0][None, :]).float())
+    assert torch.equal(masks[1], (degrees[2][:, None] >= degrees[1][None, :]).float())
+    assert torch.equal(masks[2], (degrees[0][:, None] > degrees[2][None, :]).float())  # strict
+    even = made_degrees(order, [16], mode="even")[1]
+    assert torch.equal(even, torch.arange(16) % (D - 1) + 1)
+    # D = 1: no input may reach a hidden unit; the single output is a constant.
+    one = made_degrees(torch.zeros(1, dtype=torch.long), [4])
+    assert torch.equal(made_masks(one)[0], torch.zeros(4, 1)) and made_masks(one)[1].all()
+
+
+@pytest.mark.parametrize("hidden", [[], [13], [11, 9, 12]])
+def test_connectivity_product_is_strictly_autoregressive(hidden):
+    D = 7
+    order = random_ordering(D)
+    masks = made_masks(made_degrees(order, hidden), num_inputs_per_dim=3, num_outputs_per_dim=2)
+    paths = masks[0]
+    for m in masks[1:]:
+        paths = m @ paths  # number of paths from input unit to output unit
+    paths = paths.reshape(2, D, 3, D).amax((0, 2))  # (output dim, input dim)
+    pos = positions_of(order)
+    assert torch.all(paths[pos[None, :] >= pos[:, None]] == 0)
+
+
+def test_orderings():
+    assert torch.equal(make_ordering("natural", 4), torch.arange(4))
+    assert torch.equal(make_ordering("reverse", 4), torch.tensor([3, 2, 1, 0]))
+    assert torch.equal(make_ordering([2, 0, 1], 3), torch.tensor([2, 0, 1]))
+    assert sorted(make_ordering("random", 6).tolist()) == list(range(6))
+    assert torch.equal(input_degrees(torch.tensor([2, 0, 1])), torch.tensor([2, 3, 1]))
+    for bad in ([0, 0, 1], [0, 1], "sideways"):
+        with pytest.raises(ConfigError):
+            make_ordering(bad, 3)
+
+
+def mlp_jacobian(net, x, context=None, **kw):
+    """(D, P_out, P_in·D) → max over input values: (D, P_out, D)."""
+    D, p_in = net.num_dims, net.num_inputs_per_dim
+
+    def fn(v):
+        return net(v[None], context, **kw)[0].T  # (D, P_out)
+
+    jac = torch.autograd.functional.jacobian(fn, x)  # (D, P_out, P_in·D)
+    return jac.reshape(D, -1, p_in, D).abs().amax(2)
+
+
+@pytest.mark.parametrize("hidden", [[], [24], [20, 18, 22]])
+def test_masked_mlp_is_autoregressive_for_every_mask(hidden):
+    D = 6
+    net = MaskedMLP(
+        D,
+        hidden,
+        num_inputs_per_dim=2,
+        num_outputs_per_dim=3,
+        context_size=4,
+        num_masks=4,
+        order_agnostic=True,
+        connectivity_agnostic=bool(hidden),
+        condition_on_mask=True,
+        seed=int(torch.randint(1000, ())),
+    ).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))  # the mask weights start at zero; make them count
+    context = torch.randn(1, 4, dtype=torch.float64)
+    x = torch.randn(2 * D, dtype=torch.float64)
+    for m in range(4):
+        jac = mlp_jacobian(net, x, context, mask_index=m)
+        assert_autoregressive(jac, net.orderings[m])
+    custom = random_ordering(D)
+    assert_autoregressive(mlp_jacobian(net, x, context, mask_index=1, ordering=custom), custom)
+    # Without a mask index the stored masks are mask 0's.
+    assert torch.equal(net(x[None], context), net(x[None], context, mask_index=0))
+    # The context reaches even the first dimension's outputs.
+    first = net.orderings[0, 0]
+    jc = torch.autograd.functional.jacobian(lambda c: net(x[None], c[None])[0, :, first], context[0])
+    assert jc.abs().max() > 0
+
+
+def test_mask_sets_differ_as_asked():
+    a = MaskedMLP(8, [16], num_masks=3, order_agnostic=True)
+    assert len({tuple(o.tolist()) for o in a.orderings}) == 3
+    assert torch.equal(a.degrees_0[0], a.degrees_0[1])  # same connectivity, new orderings
+    b = MaskedMLP(8, [16], num_masks=3, connectivity_agnostic=True)
+    assert torch.equal(b.orderings[0], torch.arange(8)) and torch.equal(b.orderings[2], torch.arange(8))
+    assert not torch.equal(b.degrees_0[0], b.degrees_0[1])
+    c = MaskedMLP(8, [16], num_masks=3, connectivity_agnostic=True)
+    assert torch.equal(b.degrees_0, c.degrees_0)  # the seed fixes the mask set
+    with pytest.raises(ConfigError, match="agnostic"):
+        MaskedMLP(8, [16], num_masks=2)
+    with pytest.raises(ConfigError, match="even"):
+        MaskedMLP(8, [16], num_masks=2, connectivity_agnostic=True, hidden_degrees="even")
+    with pytest.raises(ConfigError, match="index"):
+        a(torch.zeros(1, 8), mask_index=3)
+
+
+def test_num_connected_parameters():
+    D = 10
+    assert MaskedMLP(D, []).num_connected_parameters() == D * (D - 1) // 2 + D
+    net = MaskedMLP(D, [12, 12], num_masks=3, connectivity_agnostic=True)
+    union = [torch.zeros_like(layer.mask, dtype=torch.bool) for layer in net.layers]
+    for m in range(3):
+        union = [u | k.bool() for u, k in zip(union, net.masks(m), strict=True)]
+    expected = sum(int(u.sum()) for u in union) + 12 + 12 + D
+    assert net.num_connected_parameters() == expected
+    conditioned = MaskedMLP(D, [12, 12], num_masks=3, connectivity_agnostic=True, condition_on_mask=True)
+    assert conditioned.num_connected_parameters() == expected + int(union[0].sum() + union[1].sum())
+
+
+@pytest.mark.parametrize("hidden", [[], [16], [12, 14]])
+def test_generate_matches_the_full_network(hidden):
+    """A deterministic step (x_d = tanh of its first output): the generated point is a fixed point of
+    the full forward pass, under each row's own mask, including conditioned positions."""
+    D, n = 7, 9
+    net = MaskedMLP(
+        D,
+        hidden,
+        num_outputs_per_dim=2,
+        context_size=3,
+        num_masks=3,
+        order_agnostic=True,
+        connectivity_agnostic=bool(hidden),
+        condition_on_mask=True,
+        seed=int(torch.randint(1000, ())),
+    ).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    context = torch.randn(n, 3, dtype=torch.float64)
+    masks = torch.randint(3, (n,))
+    given = torch.randn(n, 1, D, dtype=torch.float64)
+    for start in (0, 3):
+        out = net.generate(lambda d, p: torch.tanh(p[:, :1]), given, context, masks, start=start)
+        for i in range(n):
+            m = int(masks[i])
+            order = net.orderings[m]
+            params = net(out[i : i + 1], context[i : i + 1], mask_index=m)[0]
+            expect = torch.tanh(params[0])
+            if start:
+                kept = order[:start]
+                assert torch.equal(out[i, 0, kept], given[i, 0, kept])
+                expect[kept] = given[i, 0, kept]
+            assert torch.allclose(out[i, 0], expect, atol=1e-12)
