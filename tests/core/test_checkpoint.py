@@ -80,3 +80,27 @@ def test_metadata_round_trip(tmp_path):
     ckpt.save_tensors(tmp_path / "t.safetensors", {"a": torch.arange(3)}, {"k": [1, 2], "x": "y"})
     tensors, meta = ckpt.load_tensors(tmp_path / "t.safetensors")
     assert torch.equal(tensors["a"], torch.arange(3)) and meta == {"k": [1, 2], "x": "y"}
+
+
+@pytest.mark.parametrize("header_len", [640, 896, 1152, 1408])
+def test_safetensors_whose_header_length_looks_like_pickle_magic_loads(tmp_path, header_len):
+    # The 8-byte header length of these files starts with b"\x80\x02".."\x80\x05", a pickle's first bytes.
+    from safetensors.torch import save
+
+    tensors = {"w": torch.randn(3)}
+    pad = 0
+    while True:
+        data = save(tensors, metadata={"pad": "x" * pad})
+        n = int.from_bytes(data[:8], "little")
+        if n >= header_len:
+            break
+        pad += 1
+    # safetensors pads the header with spaces to a multiple of 8; pad the JSON to the exact length.
+    header = data[8 : 8 + n].rstrip(b" ")
+    header = header + b" " * (header_len - len(header))
+    blob = header_len.to_bytes(8, "little") + header + data[8 + n :]
+    assert blob[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(blob)
+    loaded, _ = ckpt.load_tensors(path)
+    assert torch.equal(loaded["w"], tensors["w"])

@@ -85,7 +85,13 @@ def load_tensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     if not path.is_file():
         raise CheckpointError(f"missing checkpoint file {path}")
     data = path.read_bytes()
-    if data[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or data[:4] == b"PK\x03\x04":
+    # A safetensors file is an 8-byte little-endian header length, then a JSON header. Only a file that
+    # is not shaped like that is checked for pickle / zip magic: a header of 640, 896, 1152 or 1408 bytes
+    # (mod 65536) begins with the same two bytes as a pickle.
+    header_len = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    looks_safetensors = 0 < header_len <= len(data) - 8 and data[8:9] == b"{"
+    pickle_magic = data[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+    if not looks_safetensors and (pickle_magic or data[:4] == b"PK\x03\x04"):
         raise CheckpointError(
             f"refusing to load {path}: it is a pickle/zip (torch.save) file, not safetensors"
         )
