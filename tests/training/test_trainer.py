@@ -161,3 +161,20 @@ def test_max_steps_and_no_validation():
     model = fresh_model()
     res = dgm.train(model, dynamic_data(), **{**OPTS, "max_steps": 5})
     assert res.steps == 5 and res.history[-1]["step"] == 5
+
+
+def test_fit_iterations_report_their_own_time():
+    import time as _time
+
+    from dgm.models.classic.mixture import MixtureBernoulli
+
+    class SlowEM(MixtureBernoulli):
+        def m_step(self, stats, n):
+            _time.sleep(0.05)
+            super().m_step(stats, n)
+
+    x = torch.randint(0, 2, (200, 6)).float()
+    model = SlowEM((6,), components=2, tol=0.0)
+    res = dgm.train(model, x, epochs=3, progress=False)
+    times = [row["epoch_time_s"] for row in res.history]
+    assert times[1] >= 0.05 and times[2] >= 0.05  # every row after the first includes one M step

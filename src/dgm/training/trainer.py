@@ -297,14 +297,16 @@ class Trainer:
         """Closed-form or EM fitting: each iteration the model yields counts as an epoch."""
         st = self.state
         iterations = self.model.fit(self.train_data, initialize=st.step == 0, generator=self.data_gen)
+        t = time.monotonic()
         for row in iterations:
-            t = time.monotonic()
+            # The iteration's work happens inside the generator, between two yields (validation excluded).
             st.step += 1
             row = {"epoch": st.epoch + 1, "step": st.step, **row, "epoch_time_s": time.monotonic() - t}
             if self._end_epoch(row, start) or st.epoch >= self.options.epochs:
                 return
             if self._stop_requested:
                 self._interrupt(start)
+            t = time.monotonic()
 
     def _end_epoch(self, row: dict, start: float) -> bool:
         """Validate, log, keep the best weights, checkpoint; True when early stopping fires."""
