@@ -50,10 +50,25 @@ def _positive(name: str, value, minimum: int = 1) -> int:
 
 
 class _PixelCNNBase(GenerativeModel):
-    """What both PixelCNNs share: input scaling, output distributions, context checks and sampling."""
+    """What PixelCNN, Gated PixelCNN and PixelRNN share: option checks, input scaling, output
+    distributions, context checks and raster-order sampling."""
 
-    def _check(self, event_shape, support: str, num_classes: int | None) -> int:
-        """Validate the shared options; returns C, the number of data channels."""
+    def _check(
+        self,
+        event_shape,
+        support: str,
+        num_classes: int | None,
+        channels: int,
+        num_layers: int,
+        kernel_size: int,
+        first_kernel_size: int,
+        min_channels: int = 2,
+    ) -> int:
+        """Validate the options every image model here shares; returns C, the number of data channels."""
+        _positive("channels", channels, min_channels)
+        _positive("num_layers", num_layers, 0)
+        _odd("kernel_size", kernel_size, 1)
+        _odd("first_kernel_size", first_kernel_size, 3)
         if len(self.event_shape) != 3:
             raise ConfigError(
                 f"{self.name} models images: event_shape must be (C, H, W), got {tuple(event_shape)}"
@@ -210,11 +225,9 @@ class PixelCNN(_PixelCNNBase):
         num_classes: int | None = None,
     ):
         super().__init__(event_shape, support)
-        _positive("channels", channels, 2)
-        _positive("num_layers", num_layers, 0)
-        _odd("kernel_size", kernel_size, 1)
-        _odd("first_kernel_size", first_kernel_size, 3)
-        C = self._check(event_shape, support, num_classes)
+        C = self._check(
+            event_shape, support, num_classes, channels, num_layers, kernel_size, first_kernel_size
+        )
         self._width = channels
         self.first = MaskedConv2d(C, channels, first_kernel_size, "A", C)
         self.first_class_bias = None if num_classes is None else nn.Embedding(num_classes, channels)
@@ -276,11 +289,16 @@ class GatedPixelCNN(_PixelCNNBase):
         num_classes: int | None = None,
     ):
         super().__init__(event_shape, support)
-        _positive("channels", channels)
-        _positive("num_layers", num_layers, 0)
-        _odd("kernel_size", kernel_size, 1)
-        _odd("first_kernel_size", first_kernel_size, 3)
-        C = self._check(event_shape, support, num_classes)
+        C = self._check(
+            event_shape,
+            support,
+            num_classes,
+            channels,
+            num_layers,
+            kernel_size,
+            first_kernel_size,
+            min_channels=1,
+        )
         self._width = channels
         self.layers = nn.ModuleList(
             [GatedPixelCNNLayer(C, channels, first_kernel_size, C, first=True, num_classes=num_classes)]

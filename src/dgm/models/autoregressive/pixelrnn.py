@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from dgm.core.errors import ConfigError
 from dgm.core.registry import register
-from dgm.models.autoregressive.pixelcnn import _odd, _PixelCNNBase, _positive
+from dgm.models.autoregressive.pixelcnn import _PixelCNNBase
 from dgm.nn.conv import MaskedConv2d
 
 # Small and shallow, as for the PixelCNNs: the shared tests perturb every parameter by N(0, 0.7²) and
@@ -123,11 +123,9 @@ class PixelRNN(_PixelCNNBase):
         num_classes: int | None = None,
     ):
         super().__init__(event_shape, support)
-        _positive("channels", channels, 2)
-        _positive("num_layers", num_layers, 0)
-        _odd("kernel_size", kernel_size, 1)
-        _odd("first_kernel_size", first_kernel_size, 3)
-        C = self._check(event_shape, support, num_classes)
+        C = self._check(
+            event_shape, support, num_classes, channels, num_layers, kernel_size, first_kernel_size
+        )
         if channels % (2 * C):
             raise ConfigError(
                 f"channels ({channels}) must be a multiple of twice the number of data channels ({2 * C}): "
