@@ -174,6 +174,23 @@ class GenerativeModel(nn.Module):
             )
         return context.long().to(self.device)
 
+    def class_labels(self, context, batch_size: int) -> Tensor | None:
+        """The validated labels of an optionally class-conditional model (``self.num_classes`` set or None).
+
+        None for an unconditional model, which refuses a context rather than ignoring it; a conditional
+        model needs one. Errors are one-line DataErrors (see :meth:`check_classes`).
+        """
+        num_classes = getattr(self, "num_classes", None)
+        if num_classes is None:
+            if context is not None:
+                raise DataError(f"{self.name} was built without num_classes: it takes no context")
+            return None
+        if context is None:
+            raise DataError(
+                f"{self.name} is class-conditional (num_classes={num_classes}): pass context=labels"
+            )
+        return self.check_classes(context, num_classes, batch_size)
+
     def check_num_samples(self, num_samples) -> int:
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
             raise DataError(f"num_samples must be a non-negative int, got {num_samples!r}")

@@ -56,8 +56,11 @@ def test_class_conditional_normalises_for_every_class(support):
     assert torch.allclose(torch.stack(totals), torch.ones(3, dtype=torch.float64), atol=1e-5)
     a, b = model.log_prob(x[:4], torch.zeros(4)), model.log_prob(x[:4], torch.ones(4))
     assert not torch.allclose(a, b)  # the class matters
-    with pytest.raises(dgm.ConfigError, match="context"):
+    with pytest.raises(dgm.DataError, match="class-conditional"):
         model.log_prob(x[:4])
+    unconditional = dgm.build("fvsbn", event_shape=(D,), support=support)
+    with pytest.raises(dgm.DataError, match="takes no context"):
+        unconditional.log_prob(x[:4], torch.zeros(4))
 
 
 def test_training_recovers_an_fvsbn():

@@ -89,7 +89,7 @@ def test_class_conditional_normalises_for_every_class(support):
     assert torch.allclose(totals, torch.ones(4, dtype=torch.float64), atol=1e-10)
     s = model.sample(7, context=torch.arange(7) % 4, generator=torch.Generator().manual_seed(1))
     assert s.shape == (7, D)
-    with pytest.raises(dgm.ConfigError, match="context"):
+    with pytest.raises(dgm.DataError, match="class-conditional"):
         model.sample(3)
 
 

@@ -83,11 +83,8 @@ class FVSBN(GenerativeModel):
         return F.one_hot(x.long(), self.num_values).transpose(1, 2).reshape(len(x), -1).to(dtype)
 
     def _bias(self, context, n: int) -> Tensor:
-        if self.num_classes is None:
-            return self.bias.expand(n, -1)
-        if context is None:
-            raise ConfigError("this fvsbn model is class-conditional: pass context (class labels)")
-        return self.bias[self.check_classes(context, self.num_classes, n)]
+        labels = self.class_labels(context, n)
+        return self.bias.expand(n, -1) if labels is None else self.bias[labels]
 
     def _dist(self, logits: Tensor) -> Distribution:
         """Logits (N, P·D) laid out block-major → conditionals with batch shape (N, D)."""

@@ -118,12 +118,9 @@ class MADE(GenerativeModel):
         return F.one_hot(x.long(), self.num_values).transpose(1, 2).to(self._dtype())
 
     def _context(self, context, n: int) -> Tensor | None:
-        if self.num_classes is None:
-            return None
-        if context is None:
-            raise ConfigError("this made model is class-conditional: pass context (class labels)")
-        labels = self.check_classes(context, self.num_classes, n)
-        return F.one_hot(labels, self.num_classes).to(self._dtype())
+        """The network's context input: one-hot labels, or None for an unconditional model."""
+        labels = self.class_labels(context, n)
+        return None if labels is None else F.one_hot(labels, self.num_classes).to(self._dtype())
 
     def _dist(self, params: Tensor) -> Distribution:
         """Network outputs (N, P, D) → conditionals with batch shape (N, D)."""

@@ -224,14 +224,6 @@ class TiedAutoregressiveBody(GenerativeModel):
     def conditional(self) -> bool:
         return self.num_classes is not None
 
-    def _labels(self, context, n: int) -> Tensor | None:
-        """Validated class labels (n,), or None for an unconditional model."""
-        if self.num_classes is None:
-            return None
-        if context is None:
-            raise ConfigError(f"this {self.name} model is class-conditional: pass context (class labels)")
-        return self.check_classes(context, self.num_classes, n)
-
     def _start(self, labels: Tensor | None, n: int) -> Tensor:
         """a_1 = c (+ U[y]), shape (n, H)."""
         a = self.c.expand(n, -1)
@@ -288,17 +280,17 @@ class TiedAutoregressiveBody(GenerativeModel):
     def conditionals(self, x: Tensor, context: Tensor | None = None) -> Distribution:
         """p(x_d | x_<d in the ordering) for every dimension d, batch shape (N, D) in dimension order."""
         x = self.validate(x)
-        return self._distribution(self.params(x, self._labels(context, len(x))))
+        return self._distribution(self.params(x, self.class_labels(context, len(x))))
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         x = self.validate(x)
-        params = self.params(x, self._labels(context, len(x)))
+        params = self.params(x, self.class_labels(context, len(x)))
         return self._distribution(params).log_prob(self._values(x)).sum(-1)
 
     def log_prob_naive(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Reference O(HD²) evaluation: each conditional's hidden layer computed from scratch."""
         x = self.validate(x)
-        params = self.params_naive(x, self._labels(context, len(x)))
+        params = self.params_naive(x, self.class_labels(context, len(x)))
         return self._distribution(params).log_prob(self._values(x)).sum(-1)
 
     def _values(self, x: Tensor) -> Tensor:
@@ -312,7 +304,7 @@ class TiedAutoregressiveBody(GenerativeModel):
     ):
         """Ancestral sampling with a updated one column per step: O(HD) per sample."""
         n = self.check_num_samples(num_samples)
-        a = self._start(self._labels(context, n), n).clone()
+        a = self._start(self.class_labels(context, n), n).clone()
         x = torch.zeros(n, self.num_dims, device=self.device, dtype=self.c.dtype)
         for t, d in enumerate(self.ordering.tolist()):
             rho = self._rho(t)

@@ -27,13 +27,13 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Categorical, Distribution
 
 from dgm.core.distributions import sample as draw
-from dgm.core.errors import ConfigError, DataError
+from dgm.core.errors import ConfigError
 from dgm.core.model import GenerativeModel
 from dgm.core.registry import register
 from dgm.nn.conv import GatedPixelCNNLayer, MaskedConv2d, PixelCNNResidualBlock, receptive_rows
 
-# Small enough that the shared tests' random perturbation of every parameter rarely saturates the logits
-# (which would make seeded samples coincide across seeds).
+# Settings of the shared property tests: small, so that they are fast and the random perturbation of
+# every parameter seldom drives the conditionals to 0/1.
 _TINY = {"channels": 4, "num_layers": 1, "kernel_size": 3, "first_kernel_size": 3, "output_channels": 2}
 
 
@@ -123,24 +123,13 @@ class _PixelCNNBase(GenerativeModel):
         # (N, k·C, H, W) → (N, C, H, W, k)
         return out.reshape(n, self.num_categories, self.data_channels, H, W).permute(0, 2, 3, 4, 1)
 
-    def _context(self, context, batch_size: int) -> Tensor | None:
-        if self.num_classes is None:
-            if context is not None:
-                raise DataError(f"{self.name} was built without num_classes: it takes no context")
-            return None
-        if context is None:
-            raise DataError(
-                f"{self.name} is class-conditional (num_classes={self.num_classes}): pass context=labels"
-            )
-        return self.check_classes(context, self.num_classes, batch_size)
-
     def logits(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Output logits for every value of ``x``: (N, C, H, W) Bernoulli or (N, C, H, W, k) categorical.
 
         The logits at a value depend only on the values before it in raster order.
         """
         x = self.validate(x)
-        return self._head(self._features(self._scale(x), self._context(context, len(x))))
+        return self._head(self._features(self._scale(x), self.class_labels(context, len(x))))
 
     def distribution(self, logits: Tensor) -> Distribution:
         # The input was validated already; skipping torch's own checks saves a pass over the data.
@@ -151,7 +140,7 @@ class _PixelCNNBase(GenerativeModel):
     # ---------------------------------------------------------------- contract
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         x = self.validate(x)
-        logits = self._head(self._features(self._scale(x), self._context(context, len(x))))
+        logits = self._head(self._features(self._scale(x), self.class_labels(context, len(x))))
         value = x.long() if self.support.kind == "categorical" else x.to(logits.dtype)
         return self.distribution(logits).log_prob(value).flatten(1).sum(1)
 
@@ -160,7 +149,7 @@ class _PixelCNNBase(GenerativeModel):
         self, num_samples: int, context: Tensor | None = None, generator: torch.Generator | None = None
     ):
         n = self.check_num_samples(num_samples)
-        ctx = self._context(context, n)
+        ctx = self.class_labels(context, n)
         C, H, W = self.event_shape
         x = torch.zeros(n, C, H, W, device=self.device)
         if n == 0:

@@ -48,15 +48,6 @@ class SequenceModel(GenerativeModel):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ contract
-    def _context(self, context, n: int) -> Tensor | None:
-        if self.num_classes is None:
-            if context is not None:
-                raise DataError(f"{self.name} was built without num_classes; it takes no context")
-            return None
-        if context is None:
-            raise DataError(f"{self.name} is class-conditional (num_classes={self.num_classes}): pass labels")
-        return self.check_classes(context, self.num_classes, n)
-
     def shift(self, x: Tensor) -> Tensor:
         """Inputs for teacher forcing: [start, x_0, ..., x_{D-2}]."""
         start = torch.full((len(x), 1), self.start_token, dtype=torch.long, device=x.device)
@@ -65,11 +56,11 @@ class SequenceModel(GenerativeModel):
     def conditionals(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """log p(x_i = v | x_<i) for every position and value, shape ``(N, D, vocab)``."""
         x = self.validate(x).reshape(len(x), -1).long()
-        return self.network(self.shift(x), self._context(context, len(x))).log_softmax(-1)
+        return self.network(self.shift(x), self.class_labels(context, len(x))).log_softmax(-1)
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         x = self.validate(x).reshape(len(x), -1).long()
-        logits = self.network(self.shift(x), self._context(context, len(x)))
+        logits = self.network(self.shift(x), self.class_labels(context, len(x)))
         return -F.cross_entropy(logits.transpose(1, 2), x, reduction="none").sum(1)
 
     @torch.no_grad()
@@ -93,7 +84,7 @@ class SequenceModel(GenerativeModel):
             raise ConfigError(f"temperature must be positive, got {temperature!r}")
         if top_k is not None and not 1 <= top_k <= self.vocab_size:
             raise ConfigError(f"top_k must be in 1..{self.vocab_size}, got {top_k!r}")
-        ctx = self._context(context, n)
+        ctx = self.class_labels(context, n)
         D = self.num_dims
         out = torch.zeros(n, D, dtype=torch.long, device=self.device)
         P = 0
