@@ -39,10 +39,10 @@ def event_shape_for(name: str, num_dims: int) -> tuple[int, ...]:
     return (1, rows, num_dims // rows)
 
 
-def make(name: str, support: str, num_dims: int):
+def make(name: str, support: str, num_dims: int, scale: float = 0.7):
     entry = get_entry(name)
     model = dgm.build(name, event_shape=event_shape_for(name, num_dims), support=support, **entry.tiny)
-    perturb_parameters(model, 0.7)
+    perturb_parameters(model, scale)
     return model.double() if support == "real" else model
 
 
@@ -111,8 +111,9 @@ def test_samples_match_density(name, support):
 
 @pytest.mark.parametrize(("name", "support"), cases())
 def test_seeded_sampling_is_reproducible(name, support):
-    model = make(name, support, 5)
-    # 200 draws: with saturated conditionals two seeds could agree on 20 of them by chance.
+    # A small perturbation keeps the conditionals away from 0/1: a large one can make a deep model nearly
+    # deterministic, and then two seeds may agree on every draw although seeding works.
+    model = make(name, support, 5, scale=0.1)
     a = model.sample(200, generator=torch.Generator().manual_seed(3))
     b = model.sample(200, generator=torch.Generator().manual_seed(3))
     c = model.sample(200, generator=torch.Generator().manual_seed(4))

@@ -46,7 +46,8 @@ def test_gradient_training_reaches_the_closed_form_fit():
     exact = dgm.build("independent", event_shape=(d,), alpha=0.0)
     list(exact.fit(x))
     sgd = dgm.build("independent", event_shape=(d,))
-    dgm.train(sgd, x, method="gradient", epochs=15, lr=0.05, batch_size=200, progress=False)
+    # Full batches: a constant-step minibatch iterate jitters around the optimum by about the tolerance.
+    dgm.train(sgd, x, method="gradient", epochs=150, lr=0.05, batch_size=4000, progress=False)
     assert sgd.loss(x).item() == pytest.approx(exact.loss(x).item(), abs=2e-3)
 
 
