@@ -68,9 +68,22 @@ class Mixture(GenerativeModel):
         """Responsibility-weighted sufficient statistics of one chunk (summed over chunks)."""
         raise NotImplementedError
 
-    def m_step(self, stats: dict[str, Tensor], n: int) -> None:
-        """Closed-form maximisation from the summed statistics (component parameters only)."""
+    def update_components(self, stats: dict[str, Tensor]) -> None:
+        """Closed-form maximisation of the component parameters from the summed statistics."""
         raise NotImplementedError
+
+    def m_step(self, stats: dict[str, Tensor], n: int) -> None:
+        """π_k = N_k / N (floored so an emptied component keeps a finite log-weight), then the components."""
+        self.mixture_logits.copy_((stats["nk"] / n).clamp_min(1e-12).log().to(self.mixture_logits.dtype))
+        self.update_components(stats)
+
+    def summed_statistics(self, pairs) -> dict[str, Tensor]:
+        """Sum of :meth:`statistics` over (chunk, responsibilities) pairs."""
+        stats: dict[str, Tensor] = {}
+        for x, r in pairs:
+            for key, value in self.statistics(x, r).items():
+                stats[key] = stats[key] + value if key in stats else value
+        return stats
 
     def log_prior(self) -> float:
         """Log-density of the smoothing prior at the current parameters (0 without smoothing)."""
@@ -133,15 +146,17 @@ class Mixture(GenerativeModel):
 
     def e_step(self, x: Tensor) -> tuple[dict[str, Tensor], float]:
         """Responsibilities chunk by chunk: the summed statistics and the log-likelihood Σ_n log p(x_n)."""
-        stats: dict[str, Tensor] = {}
         loglik = 0.0
-        for chunk in self._chunks(x):
-            log_joint = self.log_joint(chunk)
-            log_px = log_joint.logsumexp(1, keepdim=True)
-            r = (log_joint - log_px).exp()  # r_nk = p(z = k | x_n)
-            loglik += log_px.double().sum().item()
-            for key, value in self.statistics(chunk, r).items():
-                stats[key] = stats[key] + value if key in stats else value
+
+        def responsibilities():
+            nonlocal loglik
+            for chunk in self._chunks(x):
+                log_joint = self.log_joint(chunk)
+                log_px = log_joint.logsumexp(1, keepdim=True)
+                loglik += log_px.double().sum().item()
+                yield chunk, (log_joint - log_px).exp()  # r_nk = p(z = k | x_n)
+
+        stats = self.summed_statistics(responsibilities())
         return stats, loglik
 
     @torch.no_grad()
@@ -164,9 +179,6 @@ class Mixture(GenerativeModel):
             if objective - previous < self.tol:
                 return
             previous = objective
-            nk = stats["nk"]
-            # π_k = N_k / N, floored so an emptied component keeps a finite log-weight.
-            self.mixture_logits.copy_((nk / n).clamp_min(1e-12).log().to(self.mixture_logits.dtype))
             self.m_step(stats, n)
 
     @torch.no_grad()
@@ -194,14 +206,8 @@ class Mixture(GenerativeModel):
                 d2 = torch.minimum(d2, (norms - 2 * x @ x[nxt] + norms[nxt]).clamp_min(0))
             idx = torch.tensor(idx)
         centres = x[idx.to(x.device)]
-        nearest = torch.cat([torch.cdist(c, centres).argmin(1) for c in x.split(4096)])
-        r = F.one_hot(nearest, k).to(x.dtype)
-        stats: dict[str, Tensor] = {}
-        for xc, rc in zip(self._chunks(x), r.split(self._chunk_rows()), strict=True):
-            for key, value in self.statistics(xc, rc).items():
-                stats[key] = stats[key] + value if key in stats else value
-        self.mixture_logits.copy_((stats["nk"] / n).clamp_min(1e-12).log().to(self.mixture_logits.dtype))
-        self.m_step(stats, n)
+        hard = ((c, F.one_hot(torch.cdist(c, centres).argmin(1), k).to(x.dtype)) for c in self._chunks(x))
+        self.m_step(self.summed_statistics(hard), n)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, components={self.components}"
@@ -281,7 +287,7 @@ class MixtureBernoulli(Mixture):
         counts = r.T @ (x.to(r.dtype) if self.support.kind == "binary" else self._one_hot(x))
         return {"nk": r.sum(0).double(), "counts": counts.double()}
 
-    def m_step(self, stats: dict[str, Tensor], n: int) -> None:
+    def update_components(self, stats: dict[str, Tensor]) -> None:
         nk, counts = stats["nk"], stats["counts"]
         live = nk > 1e-8  # a component that lost every example keeps its parameters (no 0/0)
         if self.support.kind == "binary":
@@ -387,7 +393,7 @@ class MixtureGaussian(Mixture):
             stats["sxx"] = torch.einsum("nk,nd,ne->kde", r, x, x)
         return stats
 
-    def m_step(self, stats: dict[str, Tensor], n: int) -> None:
+    def update_components(self, stats: dict[str, Tensor]) -> None:
         live = stats["nk"] > 1e-8  # a component that lost every example keeps its parameters (no 0/0)
         nk = stats["nk"].clamp_min(1e-30)
         mean = stats["sx"] / nk[:, None]
