@@ -1,3 +1,3 @@
 """Every model family; importing this package registers every model."""
 
-from dgm.models import autoregressive, classic  # noqa: F401
+from dgm.models import autoregressive, classic, flows, latent  # noqa: F401
