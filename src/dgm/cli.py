@@ -100,6 +100,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    s.add_argument("--max-minutes", type=float, help="stop after this many minutes of training")
+    s.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine", "exponential"],
+        default="constant",
+        help="cosine: anneal to --lr-min over the run; exponential: times --lr-gamma every epoch",
+    )
+    s.add_argument("--lr-min", type=float, default=0.0)
+    s.add_argument("--lr-gamma", type=float, default=1.0)
+    s.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
     s.add_argument(
         "--checkpoint-every", type=float, default=300.0, help="seconds between mid-epoch checkpoints"
     )
@@ -350,6 +360,11 @@ def cmd_train(args, extra: list[str]) -> None:
         method=args.method,
         device=args.device,
         max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
+        lr_schedule=args.lr_schedule,
+        lr_min=args.lr_min,
+        lr_gamma=args.lr_gamma,
+        warmup_steps=args.warmup_steps,
         checkpoint_every=args.checkpoint_every,
     )
     unit = "Adam steps" if result.method == "gradient" else "fit iterations (closed form / EM)"

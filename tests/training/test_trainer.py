@@ -1,4 +1,5 @@
 import csv
+import itertools
 
 import pytest
 import torch
@@ -44,7 +45,9 @@ def test_same_seed_same_parameters():
 
 
 @pytest.mark.parametrize("stop_at_step", [3, 10, 19])  # mid-epoch, another mid-epoch, at an epoch's end
-def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, stop_at_step):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, stop_at_step, schedule):
+    OPTS = {**globals()["OPTS"], "lr_schedule": schedule, "warmup_steps": 4 if schedule == "cosine" else 0}
     reference = fresh_model()
     dgm.train(reference, dynamic_data(), dynamic_data(200, seed=1), out=tmp_path / "ref", **OPTS)
 
@@ -178,3 +181,43 @@ def test_fit_iterations_report_their_own_time():
     res = dgm.train(model, x, epochs=3, progress=False)
     times = [row["epoch_time_s"] for row in res.history]
     assert times[1] >= 0.05 and times[2] >= 0.05  # every row after the first includes one M step
+
+
+def test_learning_rate_schedules():
+    from dgm.training.trainer import TrainOptions, learning_rate
+
+    cos = TrainOptions(lr=1.0, lr_schedule="cosine", lr_min=0.1, epochs=10)
+    assert learning_rate(cos, 0, 10) == pytest.approx(1.0)
+    assert learning_rate(cos, 50, 10) == pytest.approx(0.55)  # half way: the mean of lr and lr_min
+    assert learning_rate(cos, 100, 10) == pytest.approx(0.1)
+    lrs = [learning_rate(cos, t, 10) for t in range(101)]
+    assert all(a >= b for a, b in itertools.pairwise(lrs))  # monotone
+    assert learning_rate(TrainOptions(lr=1.0, lr_schedule="cosine", max_steps=20), 10, 1000) == pytest.approx(
+        0.5
+    )
+    exp = TrainOptions(lr=1.0, lr_schedule="exponential", lr_gamma=0.5)
+    assert [learning_rate(exp, t, 3) for t in (0, 2, 3, 7)] == [1.0, 1.0, 0.5, 0.25]
+    warm = TrainOptions(lr=1.0, warmup_steps=4)
+    assert [learning_rate(warm, t, 10) for t in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    for bad in ({"lr_schedule": "linear"}, {"lr_min": 2.0}, {"lr_gamma": 0.0}, {"max_minutes": -1.0}):
+        with pytest.raises(dgm.ConfigError, match=next(iter(bad))):
+            TrainOptions(**bad)
+
+
+def test_trainer_applies_the_schedule():
+    res = dgm.train(fresh_model(), dynamic_data(), **{**OPTS, "lr_schedule": "exponential", "lr_gamma": 0.5})
+    # 600 examples in batches of 64: 10 steps per epoch; the logged lr is the epoch's last step's.
+    assert [row["lr"] for row in res.history] == pytest.approx([0.05, 0.025, 0.0125, 0.00625])
+
+
+def test_max_minutes_stops_training():
+    def slow(trainer):
+        import time as _time
+
+        _time.sleep(0.02)
+
+    res = dgm.train(
+        fresh_model(), dynamic_data(), callbacks=[slow], **{**OPTS, "epochs": 1000, "max_minutes": 0.005}
+    )
+    # 0.3 s at >= 0.02 s per step: stopped after about 15 steps, at most one step past the limit.
+    assert 5 <= res.steps <= 20 and res.elapsed_s < 2

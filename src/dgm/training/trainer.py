@@ -56,6 +56,11 @@ class TrainOptions:
     eval_batch_size: int = 1000
     checkpoint_every: float = 300.0  # seconds between mid-epoch checkpoints (one is always written per epoch)
     max_steps: int | None = None  # stop after this many optimizer steps in total
+    max_minutes: float | None = None  # stop after this much training time (validation included)
+    lr_schedule: str = "constant"  # "constant" | "cosine" | "exponential", see :func:`learning_rate`
+    lr_min: float = 0.0  # the cosine schedule's final learning rate
+    lr_gamma: float = 1.0  # the exponential schedule's factor per epoch
+    warmup_steps: int = 0  # linear warm-up from 0 over this many steps, before any schedule
     tensorboard: bool | None = None  # None: log to TensorBoard if it is installed
 
     def __post_init__(self):
@@ -68,6 +73,39 @@ class TrainOptions:
             raise ConfigError(f"method must be 'auto', 'gradient' or 'fit', got {self.method!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, got {self.lr_schedule!r}")
+        if not 0 <= self.lr_min <= self.lr:
+            raise ConfigError(f"lr_min must lie in [0, lr], got {self.lr_min!r}")
+        if not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"lr_gamma must lie in (0, 1], got {self.lr_gamma!r}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"max_minutes must be positive or None, got {self.max_minutes!r}")
+
+
+SCHEDULES = ("constant", "cosine", "exponential")
+
+
+def learning_rate(opts: TrainOptions, step: int, steps_per_epoch: int) -> float:
+    """The learning rate for optimizer step ``step`` (0-based): a pure function of the step.
+
+    Being stateless, the schedule needs nothing in the checkpoint beyond the step counter, so a resumed
+    run follows it exactly. ``cosine`` anneals from ``lr`` to ``lr_min`` over the whole run (``max_steps``
+    where given, else ``epochs`` epochs; Loshchilov & Hutter 2017, without restarts); ``exponential``
+    multiplies by ``lr_gamma`` after every epoch (as NADE and MADE were trained).
+    """
+    lr = opts.lr
+    if opts.lr_schedule == "cosine":
+        total = opts.max_steps or opts.epochs * steps_per_epoch
+        t = min(step / max(total, 1), 1.0)
+        lr = opts.lr_min + (opts.lr - opts.lr_min) * 0.5 * (1 + math.cos(math.pi * t))
+    elif opts.lr_schedule == "exponential":
+        lr = opts.lr * opts.lr_gamma ** (step // steps_per_epoch)
+    if step < opts.warmup_steps:
+        lr *= (step + 1) / opts.warmup_steps
+    return lr
 
 
 @dataclass
@@ -217,7 +255,7 @@ class Trainer:
     def _gradient_loop(self, start: float) -> None:
         opts, st, data = self.options, self.state, self.train_data
         n = len(data)
-        num_batches = math.ceil(n / opts.batch_size)
+        num_batches = self._steps_per_epoch = math.ceil(n / opts.batch_size)
         for epoch in range(st.epoch, opts.epochs):
             # The permutation is replayed from the generator state saved at the epoch's start.
             if st.batch == 0:
@@ -253,6 +291,8 @@ class Trainer:
                     self._interrupt(start)
                 if opts.max_steps is not None and st.step >= opts.max_steps:
                     break
+                if self._out_of_time(start):
+                    break
                 if self.out is not None and time.monotonic() - self._last_checkpoint > opts.checkpoint_every:
                     st.elapsed_s = time.monotonic() - start
                     self._save_checkpoint()
@@ -265,6 +305,12 @@ class Trainer:
                 return
             if opts.max_steps is not None and st.step >= opts.max_steps:
                 return
+            if self._out_of_time(start):
+                return
+
+    def _out_of_time(self, start: float) -> bool:
+        limit = self.options.max_minutes
+        return limit is not None and time.monotonic() - start >= 60 * limit
 
     def _step(self, x, y) -> dict[str, float]:
         x = x.to(self.device)
@@ -282,6 +328,9 @@ class Trainer:
             raise TrainingError(
                 f"loss became {loss.item()} at step {self.state.step + 1}; lower --lr or set --grad-clip"
             )
+        lr = learning_rate(self.options, self.state.step, self._steps_per_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip = self.options.grad_clip if self.options.grad_clip is not None else math.inf
@@ -302,7 +351,7 @@ class Trainer:
             # The iteration's work happens inside the generator, between two yields (validation excluded).
             st.step += 1
             row = {"epoch": st.epoch + 1, "step": st.step, **row, "epoch_time_s": time.monotonic() - t}
-            if self._end_epoch(row, start) or st.epoch >= self.options.epochs:
+            if self._end_epoch(row, start) or st.epoch >= self.options.epochs or self._out_of_time(start):
                 return
             if self._stop_requested:
                 self._interrupt(start)
