@@ -60,6 +60,19 @@ def peak_rates(seconds: float = 1.0) -> dict[str, float]:
     return {"gflops": gflops, "gbps": gbps}
 
 
+def step_flops(model, batch: torch.Tensor, device: torch.device | str = "cpu", context=None) -> float:
+    """FLOPs of one training forward + backward pass as executed (masked entries are computed, so they
+    count), from torch's FLOP counter (matmuls and convolutions; elementwise work is not counted)."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = copy.deepcopy(model).to(device)
+    with FlopCounterMode(display=False) as counter:
+        m.loss(batch.to(device), None if context is None else context.to(device)).backward()
+    return float(counter.get_total_flops())
+
+
 def table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]

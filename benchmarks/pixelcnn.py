@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import peak_rates, table, update_results
+from benchmarks.common import peak_rates, step_flops, table, update_results
 from dgm.training.trainer import resolve_device
 from dgm.viz import image_grid
 
@@ -111,16 +111,6 @@ def time_train_step(model, batch: torch.Tensor, device: torch.device, repeats: i
         if i >= 2:  # the first steps allocate and pick kernels
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def step_flops(model, batch: torch.Tensor, device: torch.device) -> float:
-    """FLOPs of one forward + backward pass as executed (masked taps are computed, so they count)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    m = copy.deepcopy(model).to(device)
-    with FlopCounterMode(display=False) as counter:
-        m.loss(batch.to(device)).backward()
-    return float(counter.get_total_flops())
 
 
 @torch.no_grad()
