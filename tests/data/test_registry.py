@@ -5,6 +5,7 @@ from dgm.data import list_datasets, load
 
 TOYS = {"moons", "circles", "8gaussians", "checkerboard", "pinwheel", "spirals"}
 REQUIRED = TOYS | {"digits", "digits-binary", "mnist", "binarized-mnist", "mnist-dynamic", "tinyshakespeare"}
+REQUIRED |= {"digits-dequantized", "mnist-dequantized"}
 
 
 def test_list_datasets(tmp_path):

@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from dgm.core.errors import ConfigError
 from dgm.data import sources, toys
 from dgm.data.dataset import Dataset
 from dgm.data.download import RemoteFile, fetch, resolve_data_dir
+from dgm.data.transforms import UniformDequantize, dequantization_log_det
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,51 @@ class DatasetInfo:
     loader: Callable[..., Dataset]  # loader(split, root, **options)
     options: dict[str, Any] = field(default_factory=dict)  # option -> default
     files: tuple[RemoteFile, ...] = ()  # what fetch() downloads; empty when nothing is downloaded
+
+
+@dataclass(frozen=True)
+class DequantizedDataset(Dataset):
+    """Integers 0..levels-1 uniformly dequantised and rescaled to [0, 1): ``(x + u) / levels``.
+
+    The training splits hold the integers in ``x`` and a :class:`UniformDequantize` transform, so every batch
+    gets a fresh ``u ~ U[0, 1)^D`` (as ``mnist-dynamic`` redraws its binarisation); ``valid`` and ``test`` are
+    dequantised once, with fixed seeds, so every evaluation sees the same values. A density on [0, 1)^D is
+    ``D · log(levels)`` nats higher than the same density on the integer scale ``x + u``, the scale of the
+    published tables (design.md §4): :attr:`dequantization_log_det` is that constant, and ``dgm.evaluate``
+    adds it to the reported NLL and bits/dim.
+    """
+
+    levels: int = 256
+
+    @property
+    def dequantization_log_det(self) -> float:
+        return dequantization_log_det(self.num_dims, self.levels)
+
+
+# The fixed draws that dequantise the evaluation splits once and for all.
+_DEQUANTIZED_EVAL_SEEDS = {"valid": 2233, "test": 2234}
+
+
+def load_dequantized(base: Dataset, name: str, levels: int) -> DequantizedDataset:
+    """``base`` (integers 0..levels-1) as a :class:`DequantizedDataset` named ``name``."""
+    dequantize = UniformDequantize(levels)
+    if base.split in _DEQUANTIZED_EVAL_SEEDS:
+        generator = torch.Generator().manual_seed(_DEQUANTIZED_EVAL_SEEDS[base.split])
+        x, transform = dequantize(base.x, generator), None
+    else:
+        x, transform = base.x, dequantize
+    return DequantizedDataset(
+        name=name,
+        split=base.split,
+        x=x,
+        y=base.y,
+        support="real",
+        kind=base.kind,
+        image_shape=base.image_shape,
+        num_classes=base.num_classes,
+        transform=transform,
+        levels=levels,
+    )
 
 
 _FFJORD = "synthetic; generators as in FFJORD's toy_data.py (Grathwohl et al. 2019)"
@@ -97,6 +145,27 @@ _ENTRIES = [
         support="binary",
         source="MNIST (LeCun et al. 1998), dynamic binarisation as in Burda et al. 2016 (IWAE)",
         loader=sources.load_mnist_dynamic,
+        files=sources.MNIST_FILES,
+    ),
+    DatasetInfo(
+        name="digits-dequantized",
+        description="8x8 digits as reals in [0, 1): (x + u) / 17, u ~ U[0, 1) redrawn per training batch",
+        splits=dict(sources.DIGITS_SPLITS),
+        event_shape=(64,),
+        support="real",
+        source="UCI optdigits via scikit-learn; uniform dequantisation (Uria, Murray & Larochelle 2013)",
+        loader=lambda split, root: load_dequantized(sources.load_digits(split), "digits-dequantized", 17),
+    ),
+    DatasetInfo(
+        name="mnist-dequantized",
+        description="MNIST as reals in [0, 1): (x + u) / 256, u ~ U[0, 1) redrawn per training batch",
+        splits=dict(sources.MNIST_SPLITS),
+        event_shape=(1, 28, 28),
+        support="real",
+        source="MNIST (LeCun et al. 1998); uniform dequantisation as in RealNVP and MAF",
+        loader=lambda split, root: load_dequantized(
+            sources.load_mnist(split, root), "mnist-dequantized", 256
+        ),
         files=sources.MNIST_FILES,
     ),
     DatasetInfo(

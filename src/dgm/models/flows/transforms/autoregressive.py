@@ -1,0 +1,130 @@
+"""The masked autoregressive affine transform: MAF's layer, and IAF's when used in the other direction.
+
+Papamakarios, Pavlakou & Murray (2017), "Masked Autoregressive Flow for Density Estimation", §3.1
+(eqs. 2–4); Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling (2016), "Improved Variational
+Inference with Inverse Autoregressive Flow". With ``(μ_d, α_d)`` computed from ``x_<d`` (in an ordering) by
+a MADE (Germain et al. 2015; :class:`dgm.nn.MaskedMLP`, one pass for all d):
+
+    forward (data → latent):  z_d = (x_d − μ_d(x_<d)) · exp(−α_d(x_<d)),   log|det ∂z/∂x| = −Σ_d α_d
+    inverse (latent → data):  x_d = z_d · exp(α_d(x_<d)) + μ_d(x_<d),       one position at a time
+
+The forward pass costs one network evaluation; the inverse needs D sequential ones, since x_d's
+parameters need x_<d first. MAF stacks this layer as is (density in one pass, sampling in D); IAF is
+:class:`~dgm.models.flows.transforms.base.InverseTransform` of the very same layer (sampling in one pass,
+the density of an outside point in D). ``α`` is soft-clamped, ``c · tanh(α̂ / c)``, so that ``exp(±α)`` stays
+finite for any input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dgm.core.errors import DataError
+from dgm.models.flows.transforms.base import Transform, check_context, soft_clamp
+from dgm.nn.masked import MaskedMLP
+
+
+class MaskedAffineAutoregressive(Transform):
+    """MAF's layer (see the module docstring).
+
+    Args:
+        num_features: D (inputs are ``(N, D)``).
+        hidden_sizes: hidden widths of the MADE conditioner, e.g. ``[100]``.
+        context_size: width of a conditioning input fed (unmasked) to the MADE (0: unconditional).
+        ordering: ``"natural"``, ``"reverse"``, ``"random"`` (from ``seed``) or a permutation of 0..D-1.
+        activation: hidden nonlinearity of the MADE.
+        hidden_degrees: ``"even"`` (deterministic, every degree equally used) or ``"random"`` (MADE's draws).
+        scale_clamp: c of the soft clamp on α (None: no clamp).
+        seed: seeds the ordering and degrees.
+        conditioner: instead of a MADE, any module ``(x (N, D), context) → (N, 2, D)`` giving ``(μ, α̂)`` whose
+            output for dimension d depends only on earlier dimensions of some ordering (e.g. another
+            autoregressive model's conditionals); its inverse then uses D full passes.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        hidden_sizes: Sequence[int] = (100,),
+        *,
+        context_size: int = 0,
+        ordering="natural",
+        activation: str = "relu",
+        hidden_degrees: str = "even",
+        scale_clamp: float | None = 3.0,
+        seed: int = 0,
+        conditioner: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.num_features, self.context_size, self.scale_clamp = num_features, int(context_size), scale_clamp
+        if conditioner is None:
+            conditioner = MaskedMLP(
+                num_features,
+                list(hidden_sizes),
+                num_outputs_per_dim=2,
+                context_size=self.context_size,
+                ordering=ordering,
+                hidden_degrees=hidden_degrees,
+                activation=activation,
+                seed=seed,
+            )
+            # The layer starts as the identity (μ = α = 0): a deep stack starts well conditioned.
+            nn.init.zeros_(conditioner.layers[-1].weight)
+            nn.init.zeros_(conditioner.layers[-1].bias)
+            if self.context_size:
+                nn.init.zeros_(conditioner.context_output.weight)
+        self.conditioner = conditioner
+
+    @property
+    def ordering(self) -> Tensor | None:
+        """The MADE's ordering (position t holds dimension ordering[t]); None for a custom conditioner."""
+        return self.conditioner.ordering(0) if isinstance(self.conditioner, MaskedMLP) else None
+
+    def _params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        params = self.conditioner(x, context)
+        return params[:, 0], soft_clamp(params[:, 1], self.scale_clamp)
+
+    def _check(self, x: Tensor, context: Tensor | None) -> Tensor | None:
+        if x.dim() != 2 or x.shape[1] != self.num_features:
+            raise DataError(f"autoregressive layer over {self.num_features} features got {tuple(x.shape)}")
+        return check_context(context, self.context_size)
+
+    def forward(self, x, context=None):
+        context = self._check(x, context)
+        mu, alpha = self._params(x, context)
+        return (x - mu) * torch.exp(-alpha), -alpha.sum(1)
+
+    def inverse_and_log_det(self, z, context=None):
+        """D sequential passes: position t of the ordering is fixed once positions < t are.
+
+        Without gradients a MADE conditioner generates position by position, updating only what changes
+        (:meth:`MaskedMLP.generate`); with gradients (e.g. training IAF on outside data) D full passes of
+        ``x ← z · exp(α(x)) + μ(x)``: after pass k the first k positions are exact, so after D all are.
+        """
+        context = self._check(z, context)
+        needs_grad = torch.is_grad_enabled() and (
+            z.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        if isinstance(self.conditioner, MaskedMLP) and not needs_grad:
+            return self._generate(z, context)
+        x = torch.zeros_like(z)
+        alpha = z.new_zeros(z.shape)
+        for _ in range(self.num_features):
+            mu, alpha = self._params(x, context)
+            x = z * torch.exp(alpha) + mu
+        return x, alpha.sum(1)
+
+    @torch.no_grad()
+    def _generate(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        rows = torch.arange(len(z), device=z.device)
+        log_det = z.new_zeros(len(z))
+
+        def step(d: Tensor, params: Tensor) -> Tensor:
+            alpha = soft_clamp(params[:, 1], self.scale_clamp)
+            log_det.add_(alpha)
+            return (z[rows, d] * torch.exp(alpha) + params[:, 0])[:, None]
+
+        x = self.conditioner.generate(step, z.new_zeros(len(z), 1, self.num_features), context)
+        return x[:, 0].to(z.dtype), log_det

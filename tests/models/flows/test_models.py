@@ -1,0 +1,266 @@
+"""The flow models: normalisation on a 2-D grid, sample/density consistency, stability far from the data,
+conditioning, and the identities that tie them together (Gaussian AR = one-layer MAF, IAF = MAF inverted)."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+import dgm
+from dgm.core.errors import ConfigError, DataError
+from dgm.core.registry import get_entry
+from dgm.models.flows.base import GaussianMixture, Logistic, StandardLogistic
+from dgm.models.flows.transforms import BatchNorm, InverseTransform, MaskedAffineAutoregressive
+from tests.models.flows.helpers import perturb
+
+FLOWS = ("nice", "realnvp", "maf", "iaf")
+
+# Small 2-D models whose densities lie well inside [-30, 30]² (log-scales soft-clamped to ±0.5 per layer).
+GRID_MODELS = {
+    "nice": ("nice", dict(num_layers=3, hidden_sizes=[8])),
+    "nice-normal": ("nice", dict(num_layers=3, hidden_sizes=[8], base="normal")),
+    "realnvp": ("realnvp", dict(num_layers=3, hidden_sizes=[8], scale_clamp=0.5)),
+    "realnvp-conditional": ("realnvp", dict(num_layers=3, hidden_sizes=[8], scale_clamp=0.5, num_classes=3)),
+    "maf": ("maf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5)),
+    "maf-batchnorm-mog": (
+        "maf",
+        dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, batch_norm=True, base="mog", num_components=3),
+    ),
+    "iaf": ("iaf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5)),
+}
+
+
+def build(name: str, event_shape=(2,), scale: float = 0.3, **options):
+    model = dgm.build(name, event_shape=event_shape, **options).double()
+    perturb(model, scale)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, BatchNorm):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def tiny(name: str, num_dims: int, scale: float = 0.7, **options):
+    return build(name, (num_dims,), scale, **{**get_entry(name).tiny, **options})
+
+
+@pytest.mark.parametrize("case", list(GRID_MODELS))
+def test_density_integrates_to_one_on_a_2d_grid(case):
+    name, options = GRID_MODELS[case]
+    model = build(name, **options)
+    grid = torch.linspace(-30, 30, 601, dtype=torch.float64)
+    points = torch.cartesian_prod(grid, grid)
+    context = torch.full((len(points),), 2) if model.conditional else None
+    with torch.no_grad():
+        density = model.log_prob(points, context).exp().reshape(len(grid), len(grid))
+    total = torch.trapezoid(torch.trapezoid(density, grid, dim=1), grid).item()
+    assert total == pytest.approx(1.0, abs=5e-4)
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["no-grad", "grad"])
+@pytest.mark.parametrize("name", FLOWS)
+def test_samples_are_scored_like_any_other_point(name, grad):
+    model = tiny(name, 5, scale=0.3)
+    with torch.set_grad_enabled(grad):
+        x, log_prob = model.sample_and_log_prob(64, generator=torch.Generator().manual_seed(0))
+        rescored = model.log_prob(x)
+    assert x.shape == (64, 5) and x.dtype == torch.float64 and log_prob.requires_grad == grad
+    torch.testing.assert_close(log_prob, rescored, atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(model.sample(64, generator=torch.Generator().manual_seed(0)), x.float())
+
+
+def test_iaf_samples_in_one_pass_and_scores_outside_points_in_d():
+    model = tiny("iaf", 6, num_layers=3)
+    layers = [m for m in model.modules() if isinstance(m, MaskedAffineAutoregressive)]
+    assert len(layers) == 3 and any(isinstance(m, InverseTransform) for m in model.modules())
+    calls = []
+    for layer in layers:
+        layer.conditioner.register_forward_hook(lambda *args: calls.append(1))
+    model.sample(10)
+    assert len(calls) == 3  # one MADE pass per layer
+    calls.clear()
+    x, _ = model.sample_and_log_prob(10)
+    assert len(calls) == 3
+    calls.clear()
+    model.log_prob(x.detach().requires_grad_())  # with gradients: D full passes per layer
+    assert len(calls) == 3 * 6
+    assert "D sequential" in type(model).__doc__ + (dgm.models.flows.iaf.__doc__ or "")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("settings", ["tiny", "default"])
+@pytest.mark.parametrize("name", FLOWS)
+def test_large_inputs_give_finite_log_prob(name, settings, dtype):
+    model = tiny(name, 6) if settings == "tiny" else build(name, (6,), 0.1)
+    model = model.to(dtype)
+    x = torch.cat([torch.randn(8, 6) * 1e4, torch.full((1, 6), 1e4), torch.full((1, 6), -1e4)]).to(dtype)
+    with torch.no_grad():
+        log_prob = model.log_prob(x)
+    assert torch.isfinite(log_prob).all(), log_prob
+    assert (log_prob < model.log_prob(torch.zeros(1, 6, dtype=dtype))).all()  # far away is less likely
+
+
+@pytest.mark.parametrize("name", FLOWS)
+def test_logit_preprocessing_refuses_data_outside_the_unit_interval(name):
+    model = dgm.build(name, event_shape=(4,), logit_alpha=1e-6, **get_entry(name).tiny)
+    assert torch.isfinite(model.log_prob(torch.rand(3, 4))).all()
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        model.log_prob(torch.full((2, 4), 1e4))
+    samples = model.sample(50)  # within 1e-6 of [0, 1], the logit's margin: scored like the data
+    assert (samples.abs() <= 1 + 2e-6).all() and torch.isfinite(model.log_prob(samples)).all()
+
+
+@pytest.mark.parametrize("name", FLOWS)
+def test_context_changes_the_density_and_every_parameter_learns(name):
+    model = tiny(name, 3, scale=0.3, num_classes=3).train()
+    x = torch.randn(32, 3, dtype=torch.float64)
+    labels = torch.arange(32) % 3
+    with torch.no_grad():
+        a, b = model.log_prob(x, torch.zeros(32, dtype=torch.long)), model.log_prob(x, torch.ones(32))
+    assert (a - b).abs().min() > 1e-6
+    model.loss(x, labels).backward()
+    for n, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, n
+    assert model.sample(7, context=torch.tensor([0, 1, 2, 0, 1, 2, 0])).shape == (7, 3)
+    assert model.sample(4, context=2).shape == (4, 3)
+    with pytest.raises(DataError, match="class-conditional"):
+        model.log_prob(x)
+    with pytest.raises(DataError, match="without num_classes"):
+        tiny(name, 3).log_prob(x, labels)
+
+
+# ------------------------------------------------------------------- Gaussian AR model = one-layer MAF
+class RNADEConditioner(nn.Module):
+    """(μ, log σ) of a one-component RNADE's Gaussian conditionals, as an autoregressive conditioner."""
+
+    def __init__(self, rnade):
+        super().__init__()
+        self.rnade = rnade
+
+    def forward(self, x, context=None):
+        params = self.rnade.params(x)  # (N, D, 3): mixture logit, mean, log-scale
+        return torch.stack([params[..., 1], params[..., 2].clamp(-9.0, 7.0)], 1)
+
+
+def test_a_gaussian_autoregressive_model_is_a_one_layer_maf():
+    # RNADE with one component is the Gaussian autoregressive model p(x_d | x_<d) = N(μ_d, σ_d²); as the
+    # conditioner of MAF's layer (no clamp) with a standard normal base it gives the same density.
+    rnade = dgm.build("rnade", event_shape=(5,), hidden_size=8, num_components=1, ordering="random").double()
+    perturb(rnade, 0.5)
+    layer = MaskedAffineAutoregressive(5, conditioner=RNADEConditioner(rnade), scale_clamp=None)
+    x = torch.randn(20, 5, dtype=torch.float64)
+    z, log_det = layer(x)
+    flow_log_prob = Normal(0.0, 1.0).log_prob(z).sum(1) + log_det
+    torch.testing.assert_close(flow_log_prob, rnade.log_prob(x), atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(layer.inverse(z), x, atol=1e-10, rtol=1e-10)  # D passes, any conditioner
+
+    # And the other way round: a one-layer MAF is a Gaussian AR model, in density and in sampling.
+    maf = build("maf", (4,), 0.5, num_layers=1, hidden_sizes=[16], orderings="random")
+    (made,) = [m for m in maf.modules() if isinstance(m, MaskedAffineAutoregressive)]
+
+    def conditionals(v):
+        mu, alpha = made._params(v, None)
+        return Normal(mu, alpha.exp())
+
+    torch.testing.assert_close(maf.log_prob(x[:, :4]), conditionals(x[:, :4]).log_prob(x[:, :4]).sum(1))
+    noise = torch.randn(50, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ancestral = torch.zeros(50, 4, dtype=torch.float64)
+    for d in made.ordering.tolist():
+        cond = conditionals(ancestral)
+        ancestral[:, d] = cond.loc[:, d] + cond.scale[:, d] * noise[:, d]
+    samples = maf.sample(50, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(samples, ancestral.float())
+
+
+def test_maf_jacobian_is_triangular_per_layer_and_full_after_an_order_reversal():
+    x = torch.randn(4, dtype=torch.float64)
+    one = build("maf", (4,), 0.5, num_layers=1, hidden_sizes=[16], orderings="random")
+    (layer,) = [m for m in one.modules() if isinstance(m, MaskedAffineAutoregressive)]
+    jac = torch.autograd.functional.jacobian(lambda v: one.to_latent(v[None])[0][0], x)
+    order = layer.ordering
+    assert torch.equal(jac[order][:, order].triu(1), torch.zeros(4, 4))  # z_d depends on x_≤d only
+    two = build("maf", (4,), 0.5, num_layers=2, hidden_sizes=[16])
+    jac = torch.autograd.functional.jacobian(lambda v: two.to_latent(v[None])[0][0], x)
+    assert (jac.triu(1) != 0).any() and (jac.tril(-1) != 0).any()
+
+
+# ---------------------------------------------------------------------------------- RealNVP images
+def test_multiscale_realnvp_on_images():
+    model = dgm.build(
+        "realnvp", event_shape=(1, 4, 4), num_scales=2, hidden_channels=4, num_blocks=1, logit_alpha=0.05
+    )
+    assert model.architecture == "multiscale" and model.latent_shape == (16,)
+    x = torch.rand(32, 1, 4, 4)
+    model.train()
+    log_prob = model.log_prob(x)  # the first training batch initialises the actnorm layers
+    assert log_prob.shape == (32,) and torch.isfinite(log_prob).all()
+    samples = model.eval().sample(5)
+    assert samples.shape == (5, 1, 4, 4) and ((samples > -0.06) & (samples < 1.06)).all()
+    assert torch.isfinite(model.log_prob(samples)).all()  # α = 0.05: (−α/(1−2α), 1 + α/(1−2α)) is the support
+    flat = dgm.build("realnvp", event_shape=(1, 4, 4), architecture="flat", hidden_sizes=[8])
+    assert flat.latent_shape == (16,) and flat.log_prob(x).shape == (32,)
+    with pytest.raises(ConfigError, match="divisible by 2"):
+        dgm.build("realnvp", event_shape=(1, 3, 3), num_scales=2)
+    with pytest.raises(ConfigError, match="needs images"):
+        dgm.build("realnvp", event_shape=(6,), architecture="multiscale")
+
+
+def test_every_flow_learns_by_gradient_descent():
+    torch.manual_seed(0)
+    x = torch.randn(256, 2) @ torch.tensor([[1.0, 0.9], [0.0, 0.4]]) + torch.tensor([1.0, -2.0])
+    for name in FLOWS:
+        model = dgm.build(name, event_shape=(2,), num_layers=2, hidden_sizes=[16])
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        before = model.loss(x).item()
+        for _ in range(40):
+            optimizer.zero_grad()
+            model.loss(x).backward()
+            optimizer.step()
+        assert model.loss(x).item() < before - 0.5, name
+
+
+def test_options_are_checked():
+    with pytest.raises(ConfigError, match="dequantise"):
+        dgm.build("maf", event_shape=(4,), support="binary")
+    assert dgm.build("maf", event_shape=(3,), hidden_sizes=8).config["hidden_sizes"] == 8  # the CLI's form
+    for name, options, message in [
+        ("maf", {"base": "cauchy"}, "unknown base"),
+        ("iaf", {"orderings": "sideways"}, "orderings"),
+        ("realnvp", {"architecture": "deep"}, "architecture"),
+        ("realnvp", {"normalization": "layer"}, "normalization"),
+        ("nice", {"num_layers": 0}, "num_layers"),
+        ("nice", {"hidden_sizes": [8, 0]}, "positive"),
+        ("maf", {"logit_alpha": 0.7}, "alpha"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            dgm.build(name, event_shape=(4,), **options)
+
+
+# --------------------------------------------------------------------------------------- bases
+def test_logistic_distribution_is_accurate_in_the_tails():
+    d = Logistic(torch.tensor(1.0, dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64))
+    v = torch.tensor([-3.0, 0.0, 1.0, 5.0], dtype=torch.float64)
+    y = (v - 1) / 2
+    torch.testing.assert_close(d.log_prob(v), torch.log(torch.sigmoid(y) * torch.sigmoid(-y) / 2))
+    torch.testing.assert_close(d.icdf(d.cdf(v)), v)
+    far = d.log_prob(torch.tensor([1e4, -1e4], dtype=torch.float64))
+    # log p ≈ −|y| − log scale far out: y = (±1e4 − 1) / 2
+    torch.testing.assert_close(far, -torch.tensor([9999.0, 10001.0], dtype=torch.float64) / 2 - math.log(2))
+    base = StandardLogistic((3,))
+    a, b = (base.sample(1000, generator=torch.Generator().manual_seed(5)) for _ in range(2))
+    assert torch.equal(a, b) and abs(a.var().item() - math.pi**2 / 3) < 0.5
+
+
+def test_gaussian_mixture_base():
+    base = GaussianMixture((2, 2), num_components=3, seed=1).double()
+    perturb(base)
+    z = torch.randn(10, 2, 2, dtype=torch.float64)
+    flat = z.reshape(10, 1, 4)
+    per_component = Normal(base.loc, base.log_scale.exp()).log_prob(flat).sum(-1)
+    expected = torch.logsumexp(per_component + torch.log_softmax(base.logits, 0), 1)
+    torch.testing.assert_close(base.log_prob(z), expected)
+    g = torch.Generator().manual_seed(2)
+    assert base.sample(6, generator=g).shape == (6, 2, 2)
