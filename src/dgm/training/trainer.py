@@ -299,6 +299,9 @@ class Trainer:
             bar.close()
             row = {"epoch": epoch + 1, "step": st.step}
             row.update({k: v / max(st.epoch_count, 1) for k, v in st.epoch_sums.items()})
+            # Dequantised data: the loss is on the [0, 1) scale, validation (through evaluate) on the integer
+            # scale of the papers; shift the logged train loss by the same D·log(levels) so the two compare.
+            row["train_loss"] = row.get("train_loss", math.nan) + getattr(data, "dequantization_log_det", 0.0)
             row["lr"] = self.optimizer.param_groups[0]["lr"] if self.optimizer else float("nan")
             row["epoch_time_s"] = time.monotonic() - t_epoch
             if self._end_epoch(row, start):
