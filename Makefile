@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= $(abspath ../shared/data)
 export DGM_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench clean peers
 
 install: $(STAMP)
 
@@ -44,3 +44,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+
+# The peer libraries (nflows, zuko) for the flow benchmarks, in their own environment: never dgm's
+# dependencies. Then: python -m benchmarks.flows_toy --peers .peers/bin/python
+peers:
+	$(PYTHON) -m venv .peers
+	.peers/bin/pip install --quiet --disable-pip-version-check -c constraints.txt torch
+	.peers/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -r benchmarks/peers/requirements.txt

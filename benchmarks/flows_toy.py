@@ -1,0 +1,227 @@
+"""Flows on the 2-D toy densities (issue #6): dgm against nflows and zuko, same architecture, same data,
+same training loop, same machine, in one run.
+
+    DGM_DATA_DIR=../shared/data python -m benchmarks.flows_toy --peers .peers/bin/python
+    python -m benchmarks.flows_toy --toys moons --models maf --epochs 50      (the MAF moons target row)
+    python -m benchmarks.flows_toy --smoke                                    (~1 min, RESULTS.md untouched)
+
+The peers live in their own environment (``benchmarks/peers/requirements.txt``), never in dgm's
+dependencies; ``benchmarks/peers/flows_toy_peers.py`` runs there on the same data, passed as an .npz
+file. Without ``--peers`` only the dgm rows are measured.
+
+Protocol (every library): each toy's 24k/3k/3k split standardised with the training mean and standard
+deviation (NLL in nats on the standardised scale, as the CS236 reference reports two moons), Adam lr 1e-3,
+batch 100, gradient norm clipped at 100, ``--epochs`` epochs, the weights of the best validation epoch
+scored on the test split. Architectures, identical across libraries: NICE 4 additive couplings with a
+ReLU MLP 100-100 and a final diagonal scaling, Gaussian base; RealNVP 6 affine couplings, MLP 100-100;
+MAF and IAF 5 MADE (1 hidden layer of 100) affine layers with the order reversed between layers. One
+thread per process: these models are small, and the 2-core machine is shared. "time/epoch" is the
+median wall time of one epoch of training steps (validation excluded).
+
+Anchor: MAF (5 layers, MADE 1×100) on two moons, 50 epochs: test NLL ≈ 1.19–1.2 nats (Stanford CS236).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dgm
+from benchmarks.common import table, update_results
+from dgm.training import seed_everything
+
+TOYS = ("moons", "circles", "8gaussians", "checkerboard", "pinwheel", "spirals")
+ARCH = {
+    "nice": {"num_layers": 4, "hidden_sizes": [100, 100]},
+    "realnvp": {"num_layers": 6, "hidden_sizes": [100, 100]},
+    "maf": {"num_layers": 5, "hidden_sizes": [100]},
+    "iaf": {"num_layers": 5, "hidden_sizes": [100]},
+}
+DGM_OPTIONS = {
+    "nice": {"base": "normal"},
+    "realnvp": {"architecture": "flat"},
+    "maf": {},
+    "iaf": {},
+}
+PEERS = Path(__file__).with_name("peers") / "flows_toy_peers.py"
+FIGURES = Path(__file__).with_name("figures")
+
+
+def standardised(toy: str) -> dict[str, torch.Tensor]:
+    splits = {s: dgm.data.load(toy, s).x.float() for s in ("train", "valid", "test")}
+    mean, std = splits["train"].mean(0), splits["train"].std(0)
+    return {s: (x - mean) / std for s, x in splits.items()}
+
+
+def run_dgm(model_name: str, data: dict, args) -> dict:
+    seed_everything(0)
+    model = dgm.build(model_name, event_shape=(2,), **ARCH[model_name], **DGM_OPTIONS[model_name])
+    t0 = time.perf_counter()
+    res = dgm.train(
+        model,
+        data["train"],
+        data["valid"],
+        epochs=args.epochs,
+        batch_size=100,
+        lr=1e-3,
+        patience=None,
+        progress=False,
+        seed=0,
+    )
+    wall = time.perf_counter() - t0
+    ev = dgm.evaluate(model, data["test"])
+    return {
+        "library": "dgm",
+        "model": model_name,
+        "params": model.num_parameters(),
+        "epoch_s": statistics.median(r["epoch_time_s"] for r in res.history),
+        "valid_nll": res.best_valid_nll,
+        "test_nll": ev["nll"],
+        "test_stderr": ev["nll_stderr"],
+        "wall_s": wall,
+        "_model": model,
+    }
+
+
+def run_peer(python: str, library: str, model_name: str, npz: Path, args) -> dict | None:
+    spec = {
+        "library": library,
+        "model": model_name,
+        "arch": ARCH[model_name],
+        "epochs": args.epochs,
+        "lr": 1e-3,
+        "batch_size": 100,
+        "seed": 0,
+        "threads": 1,
+    }
+    out = subprocess.run([python, str(PEERS), str(npz), json.dumps(spec)], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"{library} {model_name}: failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def density_plot(models: dict, data: torch.Tensor, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lim = 3.5
+    g = torch.linspace(-lim, lim, 200)
+    xx, yy = torch.meshgrid(g, g, indexing="xy")
+    grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+    fig, axes = plt.subplots(1, len(models) + 1, figsize=(3 * (len(models) + 1), 3))
+    axes[0].hist2d(data[:, 0].numpy(), data[:, 1].numpy(), bins=100, range=[[-lim, lim]] * 2, cmap="viridis")
+    axes[0].set_title("test data")
+    for ax, (name, model) in zip(axes[1:], models.items(), strict=True):
+        with torch.no_grad():
+            density = model.log_prob(grid).exp().reshape(200, 200)
+        ax.imshow(density.numpy(), extent=(-lim, lim, -lim, lim), origin="lower", cmap="viridis")
+        ax.set_title(name)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+COLUMNS = ["toy", "model", "library", "params", "time/epoch", "test NLL (nats)", "vs dgm"]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--toys", default=",".join(TOYS))
+    p.add_argument("--models", default=",".join(ARCH))
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--peers", help="python of the peers' environment (benchmarks/peers/requirements.txt)")
+    p.add_argument("--section", default="flows-toy", help="RESULTS.md section to write")
+    p.add_argument("--smoke", action="store_true", help="moons, MAF, 2 epochs; RESULTS.md untouched")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    if args.smoke:
+        args.toys, args.models, args.epochs = "moons", "maf", 2
+    toys, models = args.toys.split(","), args.models.split(",")
+    for m in models:
+        if m not in ARCH:
+            p.error(f"unknown model {m!r}; choose from {', '.join(ARCH)}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for toy in toys:
+            data = standardised(toy)
+            npz = Path(tmp) / f"{toy}.npz"
+            np.savez(npz, **{s: x.numpy() for s, x in data.items()})
+            trained = {}
+            for m in models:
+                results = [run_dgm(m, data, args)]
+                trained[m] = results[0].pop("_model")
+                if args.peers:
+                    for lib in ("nflows", "zuko"):
+                        r = run_peer(args.peers, lib, m, npz, args)
+                        if r is not None:
+                            results.append(r)
+                ours = results[0]["test_nll"]
+                for r in results:
+                    rows.append(
+                        {
+                            "toy": toy,
+                            "model": m,
+                            "library": r["library"],
+                            "params": f"{r['params']:,}",
+                            "time/epoch": f"{r['epoch_s']:.2f} s",
+                            "test NLL (nats)": f"{r['test_nll']:.3f} ± {r['test_stderr']:.3f}",
+                            "vs dgm": "—" if r["library"] == "dgm" else f"{r['test_nll'] - ours:+.3f}",
+                            "_r": r,
+                        }
+                    )
+                    print({k: v for k, v in rows[-1].items() if not k.startswith("_")}, flush=True)
+            if not args.smoke:
+                density_plot(trained, data["test"], FIGURES / f"flows_toy_{toy}.png", f"{toy}: dgm flows")
+    print(table(rows, COLUMNS))
+    if args.smoke:
+        return
+    update_results(args.section, report(rows, args))
+
+
+def report(rows: list[dict], args) -> str:
+    dgm_rows = {(r["toy"], r["model"]): r["_r"] for r in rows if r["library"] == "dgm"}
+    wins_nll = wins_time = total = 0
+    for r in rows:
+        if r["library"] == "dgm":
+            continue
+        ours = dgm_rows[(r["toy"], r["model"])]
+        total += 1
+        wins_nll += ours["test_nll"] <= r["_r"]["test_nll"] + r["_r"]["test_stderr"]
+        wins_time += ours["epoch_s"] <= r["_r"]["epoch_s"]
+    lines = [
+        f"## Flows on the 2-D toys against nflows and zuko (issue #6), {args.epochs} epochs\n",
+        "Each toy standardised (train mean/std), NLL in nats on the standardised scale, best-validation "
+        "weights, one thread per process; same architecture, data, optimiser and epochs for every library "
+        "(see the docstring of `benchmarks/flows_toy.py`). \"vs dgm\": the peer's test NLL minus dgm's "
+        "(positive: dgm better).\n",
+        table(rows, COLUMNS),
+        "",
+    ]
+    if total:
+        lines.append(
+            f"dgm's NLL is at most the peer's (within the peer's standard error) in {wins_nll} of {total} "
+            f"comparisons, and its time per epoch at most the peer's in {wins_time} of {total}."
+        )
+    lines.append("Density plots: `benchmarks/figures/flows_toy_<toy>.png`.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
