@@ -224,7 +224,11 @@ def main():
         "--smoke", action="store_true", help="30 s per model, 2000 valid / 1000 test images, no RESULTS.md"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--report", action="store_true", help="redraw the RESULTS.md section from stored rows")
     args = p.parse_args()
+    if args.report:
+        update_results("autoregressive-mlp", report(*stored_results()))
+        return
     if args.smoke:
         args.max_minutes, args.test_examples = min(args.max_minutes, 0.5), args.test_examples or 1000
     if args.threads:
@@ -264,7 +268,10 @@ def main():
 
 
 def save_row(row: dict) -> None:
-    write_json(STORE / f"{row['model']}.json", {k: v for k, v in row.items() if not k.startswith("_")})
+    from benchmarks.common import _command
+
+    kept = {k: v for k, v in row.items() if not k.startswith("_")}
+    write_json(STORE / f"{row['model']}.json", {**kept, "command": _command()})
 
 
 def stored_results() -> tuple[list[dict], dict | None, list]:
@@ -298,10 +305,19 @@ def report(rows: list[dict], speed: dict | None, scaling: list, partial: bool = 
         *(["**Run in progress: rows so far.**\n"] if partial else []),
         "Static binarisation (Larochelle–Murray split); exact test NLL in nats on the number of test "
         "images given. Adam, batch 100, early stopping on validation NLL, best weights kept, within each "
-        "row's wall budget (threads: torch intra-op threads of that run). \"share of matmul peak\": the "
+        'row\'s wall budget (threads: torch intra-op threads of that run). "share of matmul peak": the '
         "FLOPs of a training step as executed (torch's FLOP counter: matmuls, masked entries included) "
         "over the measured step time, against this machine's fp32 matmul peak measured by the same run.\n",
         table(rows, COLUMNS),
+        "",
+    ]
+    body += ["Commands (each row's own run):", ""]
+    body += [f"- {r['model']}: `{r['command']}`" for r in rows if r.get("command")]
+    body += [
+        "",
+        "Timings are wall-clock on the 2-core machine while other jobs shared it, so they vary between rows "
+        "and runs (NADE's 45-minute row ran beside two to four other processes); the NLLs do not depend on "
+        "the load.",
         "",
     ]
     if any("wall budget" in r["epochs"] for r in rows):

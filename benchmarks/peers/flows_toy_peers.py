@@ -43,7 +43,9 @@ def build_nflows(model: str, arch: dict, D: int):
     layers = []
     for i in range(L):
         if model in ("maf", "iaf"):
-            layer = T.MaskedAffineAutoregressiveTransform(features=D, hidden_features=hidden[0], num_blocks=0)
+            # nflows applies its activation inside residual blocks only: num_blocks=0 would be a linear MADE.
+            # One block gives out = W3·W2·relu(W1 x): the same function class as MADE 1×H (more parameters).
+            layer = T.MaskedAffineAutoregressiveTransform(features=D, hidden_features=hidden[0], num_blocks=1)
             layers += [layer if model == "maf" else T.InverseTransform(layer), T.ReversePermutation(D)]
         else:
             mask = torch.arange(D) % 2 == i % 2  # alternate which half is transformed
