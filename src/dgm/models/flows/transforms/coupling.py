@@ -66,8 +66,13 @@ def _activation(name: str) -> nn.Module:
 
 
 class MLPConditioner(nn.Module):
-    """An MLP ``(N, in_features) [+ context] → (N, out_features)``; the last layer starts at zero, so the
-    coupling it drives starts as the identity (Glow's initialisation)."""
+    """An MLP ``(N, in_features) [+ context] → (N, out_features)``.
+
+    ``zero_init`` starts the last layer at zero, so the coupling it drives starts as the identity (Glow's
+    initialisation, used by the image conditioners). It is off by default: with it, the hidden layers get no
+    gradient until the last layer has moved, and on the 2-D toys NICE and RealNVP trained markedly slower
+    (moons, 4 epochs: validation NLL 1.80 vs 1.53 for NICE, 1.51 vs 1.26 for RealNVP).
+    """
 
     def __init__(
         self,
@@ -76,6 +81,7 @@ class MLPConditioner(nn.Module):
         hidden_sizes: Sequence[int] = (64, 64),
         context_size: int = 0,
         activation: str = "relu",
+        zero_init: bool = False,
     ):
         super().__init__()
         self.context_size = int(context_size)
@@ -86,8 +92,9 @@ class MLPConditioner(nn.Module):
             for a, b in itertools.pairwise(sizes):
                 layers += [nn.Linear(a, b), _activation(activation)]
         self.net = nn.Sequential(*layers[:-1])
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        if zero_init:
+            nn.init.zeros_(self.net[-1].weight)
+            nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, h: Tensor, context: Tensor | None = None) -> Tensor:
         context = check_context(context, self.context_size)
