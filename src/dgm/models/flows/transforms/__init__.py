@@ -25,6 +25,9 @@ from dgm.models.flows.transforms.coupling import (
     checkerboard_mask,
 )
 from dgm.models.flows.transforms.elementwise import ElementwiseAffine, Logit, Sigmoid
+from dgm.models.flows.transforms.householder import HouseholderRotation
+from dgm.models.flows.transforms.kde import KernelGaussianization, normal_icdf_from_log
+from dgm.models.flows.transforms.masked_conv import MaskedInvertibleLayer
 from dgm.models.flows.transforms.multiscale import FactorOut, Squeeze
 from dgm.models.flows.transforms.normalization import ActNorm, BatchNorm
 from dgm.models.flows.transforms.permutation import (
@@ -43,11 +46,14 @@ __all__ = [
     "Coupling",
     "ElementwiseAffine",
     "FactorOut",
+    "HouseholderRotation",
     "InverseTransform",
+    "KernelGaussianization",
     "LULinear",
     "Logit",
     "MLPConditioner",
     "MaskedAffineAutoregressive",
+    "MaskedInvertibleLayer",
     "Permutation",
     "RandomPermutation",
     "ResNetConditioner",
@@ -60,6 +66,7 @@ __all__ = [
     "channel_mask",
     "check_context",
     "checkerboard_mask",
+    "normal_icdf_from_log",
     "soft_clamp",
     "sum_except_batch",
 ]

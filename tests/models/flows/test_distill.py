@@ -1,0 +1,66 @@
+"""Probability density distillation: an IAF student trained on its own samples matches a MAF teacher."""
+
+import statistics
+
+import pytest
+import torch
+
+import dgm
+from dgm.core.errors import ConfigError
+from dgm.models.flows.distill import distill, sampling_speed, teacher_entropy
+from tests.models.flows.helpers import perturb
+
+
+def teacher(**options):
+    torch.manual_seed(0)
+    model = dgm.build("maf", event_shape=(2,), num_layers=2, hidden_sizes=[16], scale_clamp=1.0, **options)
+    perturb(model, 0.3, torch.Generator().manual_seed(1))  # a fixed, non-Gaussian 2-D density
+    return model
+
+
+def test_student_kl_falls_and_its_samples_score_like_the_teachers_own():
+    torch.manual_seed(1)
+    teach = teacher()
+    student = dgm.build("iaf", event_shape=(2,), num_layers=2, hidden_sizes=[32], seed=1)
+    before = {k: v.detach().clone() for k, v in teach.state_dict().items()}
+    result = distill(teach, student, num_steps=200, batch_size=256, lr=1e-2, teacher_samples=4000)
+    history = result.history
+    assert len(history) == 200 and set(history[0]) == {"step", "kl", "teacher_nll", "student_nll"}
+    last = {k: statistics.mean(r[k] for r in history[-30:]) for k in ("kl", "teacher_nll", "student_nll")}
+    assert last["kl"] < 0.1 and last["kl"] < 0.1 * history[0]["kl"], (history[0], last)
+    # The student's samples are as likely under the teacher as the teacher's own (its entropy).
+    assert last["teacher_nll"] == pytest.approx(result.teacher_self_nll, abs=0.1), (
+        last,
+        result.teacher_self_nll,
+    )
+    # The teacher is untouched and its parameters trainable again; the student is ready to sample.
+    assert all(torch.equal(v, teach.state_dict()[k]) for k, v in before.items())
+    assert all(p.requires_grad for p in teach.parameters()) and not student.training
+    # An independent check of the final KL on fresh samples.
+    with torch.no_grad():
+        x, log_q = student.sample_and_log_prob(4000, generator=torch.Generator().manual_seed(9))
+        assert (log_q - teach.log_prob(x)).mean().item() < 0.1
+
+
+def test_conditional_teacher_and_student():
+    teach = teacher(num_classes=2)
+    student = dgm.build("iaf", event_shape=(2,), num_layers=1, hidden_sizes=[8], num_classes=2)
+    seen = []
+    result = distill(teach, student, num_steps=3, batch_size=16, teacher_samples=0, callback=seen.append)
+    assert len(seen) == 3 and seen[-1] == result.final and result.teacher_self_nll != result.teacher_self_nll
+    assert teacher_entropy(teach, 100) > 0
+
+
+def test_sampling_speed_and_checks():
+    speed = sampling_speed(dgm.build("iaf", event_shape=(8,)), dgm.build("maf", event_shape=(8,)), 50, 1)
+    assert speed["student_s"] > 0 and speed["teacher_s"] > 0
+    assert speed["speedup"] == pytest.approx(speed["teacher_s"] / speed["student_s"])
+    maf, iaf = dgm.build("maf", event_shape=(2,)), dgm.build("iaf", event_shape=(3,))
+    with pytest.raises(ConfigError, match="event shape"):
+        distill(maf, iaf, num_steps=1)
+    with pytest.raises(ConfigError, match="sample_and_log_prob"):
+        distill(maf, dgm.build("made", event_shape=(2,)), num_steps=1)
+    with pytest.raises(ConfigError, match="num_steps"):
+        distill(maf, dgm.build("iaf", event_shape=(2,)), num_steps=0)
+    with pytest.raises(ConfigError, match="num_classes"):
+        distill(maf, dgm.build("iaf", event_shape=(2,), num_classes=3), num_steps=1)
