@@ -1,4 +1,5 @@
-"""The ``dgm`` command line (DESIGN.md §7): models, datasets, download, train, eval, sample.
+"""The ``dgm`` command line (DESIGN.md §7): models, datasets, download, train, eval, sample, and the tasks
+inpaint, anomaly, classify.
 
 Every error a user can cause is one line on stderr and exit status 2 (130 when interrupted).
 """
@@ -32,6 +33,46 @@ EXAMPLES = {
     "sample": (
         "examples:\n  dgm sample runs/indep -n 64 --out samples.png\n"
         "  dgm sample runs/indep -n 1000 --out s.npy"
+    ),
+    "inpaint": (
+        "examples:\n"
+        "  dgm inpaint runs/nade --mask bottom-half -n 8 -k 4 --out inpaint.png\n"
+        "  dgm inpaint runs/made --mask left-half --split valid\n"
+        "  dgm inpaint runs/nade --mask random:0.3 --method gibbs --sweeps 50\n"
+        "  dgm inpaint runs/rnn-text --mask bottom-half --out completions.txt\n"
+        "  dgm inpaint runs/maf --mask center --sweeps 400 --block-size 4 --out inpaint.png\n\n"
+        "masks (True = missing): bottom-half, top-half, left-half, right-half, center (middle half\n"
+        "square), random:P, or a .npy (bool / 0-1) or .png (white = missing) file of the image's shape.\n"
+        "methods (auto picks the first that applies): closed-form (independent, mixtures, naive Bayes),\n"
+        "autoregressive (exact: observed values first in the ordering; order-agnostic MADE reorders),\n"
+        "enumeration (tiny discrete models), gibbs (discrete), metropolis (real-valued)."
+    ),
+    "anomaly": (
+        "examples:\n"
+        "  dgm anomaly runs/pixelcnn --out noise\n"
+        "  dgm anomaly runs/pixelcnn --out inverted --background runs/pixelcnn-bg\n"
+        "  dgm anomaly runs/nade --in mnist-dynamic:digits=0-8 --out mnist-dynamic:digits=9\n"
+        "  dgm anomaly runs/nade --out rotated:angle=90 --typicality-batch 1,10 --scores s.csv\n"
+        "  dgm anomaly runs/rnn-text --out random\n\n"
+        "DATA = SOURCE[:KEY=VALUE...]. SOURCE: a dataset name (see `dgm datasets`); noise (uniform over\n"
+        "the support); inverted (values mirrored); rotated (angle=90|180|270); flipped (left-right);\n"
+        "shuffled (values of each example permuted); a .txt file (text models) or a .npy array.\n"
+        "Transformations apply to the --in data. KEYS: split=NAME, digits=9 | 0-8 | 1,7 (labelled data),\n"
+        "n=N (first N), seed=S, and the dataset's own options (e.g. seq_len=128).\n"
+        "Scores (higher = more anomalous): NLL, bits/dim, -LLR against --background (Ren et al. 2019),\n"
+        "typicality |mean NLL of M inputs - mean training NLL| (Nalisnick et al. 2019)."
+    ),
+    "classify": (
+        "examples:\n"
+        "  dgm classify runs/nade-conditional                      # one model with num_classes\n"
+        "  dgm classify runs/class0 runs/class1 runs/class2 --data digits-binary\n"
+        "  dgm classify runs/shakespeare runs/other --data tinyshakespeare other.txt\n"
+        "  dgm classify runs/rnn-text --against random             # Shakespeare vs random strings\n"
+        "  dgm classify runs/rnn-text --against shuffled\n\n"
+        "Bayes' rule p(y|x) = p(y) p(x|y) / sum_c p(c) p(x|c) over one class-conditional model or one model\n"
+        "per class (run i is class i). --data: one labelled dataset, or one DATA per class (labels = which\n"
+        "one). --against DATA: one unconditional model tells its own data from DATA by a threshold on\n"
+        "NLL per value (fit on half of each source, accuracy on the other half). DATA as in `dgm anomaly`."
     ),
 }
 
@@ -138,6 +179,73 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("-n", "--num-samples", type=int, default=64)
     s.add_argument("--out", help="output file: .png (grid or scatter), .txt (text), .npy (raw array)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--data-dir")
+
+    s = sub.add_parser(
+        "inpaint",
+        help="fill masked parts of held-out data: p(x_missing | x_observed)",
+        epilog=EXAMPLES["inpaint"],
+        formatter_class=fmt,
+    )
+    s.add_argument("run_dir")
+    s.add_argument("--mask", required=True, help="which values are missing (see below)")
+    s.add_argument("--split", default="test")
+    s.add_argument("--data", help="data to inpaint (DATA as in `dgm anomaly`; default: the run's dataset)")
+    s.add_argument("-n", "--num-examples", type=int, default=8, help="examples to inpaint")
+    s.add_argument("-k", "--completions", type=int, default=4, help="completions per example")
+    s.add_argument(
+        "--method", default="auto", help="auto, closed-form, autoregressive, enumeration, gibbs, metropolis"
+    )
+    s.add_argument("--sweeps", type=int, help="MCMC sweeps (default 20 Gibbs, 200 Metropolis)")
+    s.add_argument("--burn-in", type=int, help="Metropolis sweeps adapting the proposals (default half)")
+    s.add_argument("--block-size", type=int, default=1, help="Metropolis: values proposed together")
+    s.add_argument("--out", help="output: .png grid (images), .txt (text) or .npy (completions array)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--data-dir")
+
+    s = sub.add_parser(
+        "anomaly",
+        help="out-of-distribution detection: NLL, likelihood ratio, typicality; AUROC/AUPR",
+        epilog=EXAMPLES["anomaly"],
+        formatter_class=fmt,
+    )
+    s.add_argument("run_dir")
+    s.add_argument("--out", required=True, dest="out_data", metavar="DATA", help="out-of-distribution data")
+    s.add_argument("--in", dest="in_data", metavar="DATA", help="in-distribution data (default: the run's)")
+    s.add_argument("--background", metavar="RUN", help="background model run for the likelihood ratio")
+    s.add_argument("--split", default="test", help="split of dataset sources (default test)")
+    s.add_argument("-n", "--num-examples", type=int, help="use at most N examples of each set")
+    s.add_argument(
+        "--num-reference", type=int, default=2000, help="training examples whose mean NLL is the typical one"
+    )
+    s.add_argument("--typicality-batch", default="1,10", help="batch sizes M of the typicality test")
+    s.add_argument("--scores", help="write per-example scores to this .csv file")
+    s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--data-dir")
+
+    s = sub.add_parser(
+        "classify",
+        help="generative classification by Bayes' rule, or sources told apart by likelihood",
+        epilog=EXAMPLES["classify"],
+        formatter_class=fmt,
+    )
+    s.add_argument("run_dirs", nargs="+", metavar="RUN")
+    s.add_argument("--data", nargs="+", metavar="DATA", help="labelled data, or one DATA per class")
+    s.add_argument("--against", metavar="DATA", help="second source for a one-model likelihood threshold")
+    s.add_argument("--split", default="test")
+    s.add_argument("-n", "--num-examples", type=int, help="use at most N examples (of each source)")
+    s.add_argument(
+        "--prior",
+        choices=["auto", "train", "uniform"],
+        default="auto",
+        help="class prior: auto = the model's own (naive Bayes), else train-label frequencies, else uniform",
+    )
+    s.add_argument("--batch-size", type=int, default=500)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
     s.add_argument("--data-dir")
@@ -471,6 +579,372 @@ def cmd_sample(args) -> None:
     print(f"{n} samples written to {path}")
 
 
+# ---------------------------------------------------------------------------- tasks (dgm.tasks)
+def _load_run(run_dir: str, device: str):
+    """(model, the run's data record) from a run directory."""
+    import dgm
+    from dgm.core import checkpoint as ckpt
+    from dgm.training import resolve_device
+
+    path = Path(run_dir)
+    model = dgm.load(path, device=resolve_device(device))
+    info = ckpt.read_json(path / ckpt.RUN).get("data", {}) if (path / ckpt.RUN).is_file() else {}
+    return model, info
+
+
+def _task_data(spec, model, info: dict, split: str, data_dir, reference=None, seed: int = 0):
+    """The dataset a DATA spec names for ``model`` (default: the run's own dataset at ``split``)."""
+    import torch
+
+    from dgm.data.registry import dataset_info
+    from dgm.tasks.sources import TRANSFORMS, load_source, parse_spec
+
+    if spec is None:
+        if not info.get("name"):
+            raise ConfigError("the run records no dataset (run.json); name the data with --data / --in")
+        spec = info["name"]
+    source, options = parse_spec(spec)
+    if source not in TRANSFORMS and not source.endswith((".txt", ".npy")):
+        # A dataset named without options takes the run's (e.g. seq_len) when it is the run's dataset,
+        # and a text dataset the model's sequence length.
+        known = dataset_info(source)
+        defaults = dict(info.get("options") or {}) if known.name == info.get("name") else {}
+        if "seq_len" in known.options and len(model.event_shape) == 1:
+            defaults.setdefault("seq_len", model.num_dims)
+        extra = [f"{k}={v}" for k, v in defaults.items() if k.replace("-", "_") not in options]
+        spec = ":".join([spec, *extra])
+    vocab = info.get("vocab") or (reference.vocab if reference is not None else None)
+    image_shape = info.get("image_shape") or (reference.image_shape if reference is not None else None)
+    if vocab is None and source.endswith(".txt") and info.get("name"):
+        vocab = _task_data(None, model, info, "train", data_dir).vocab
+    return load_source(
+        spec,
+        event_shape=model.event_shape,
+        support=str(model.support),
+        split=split,
+        reference=reference,
+        image_shape=image_shape,
+        vocab=vocab,
+        data_dir=data_dir,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def _positive(name: str, value) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+
+
+def _check_data(model, x, what: str):
+    """Validate task data against the model, naming which data is wrong."""
+    try:
+        return model.validate(x, what)
+    except DgmError as e:
+        raise type(e)(f"{what}: {e}" if not str(e).startswith(what) else str(e)) from None
+
+
+def cmd_inpaint(args) -> None:
+    import torch
+
+    from dgm.core.checkpoint import atomic_write
+    from dgm.tasks import conditional_log_prob, impute, parse_mask
+    from dgm.tasks.imputation import select_method
+
+    _positive("-n", args.num_examples)
+    _positive("-k", args.completions)
+    model, info = _load_run(args.run_dir, args.device)
+    ds = _task_data(args.data, model, info, args.split, args.data_dir, seed=args.seed).take(args.num_examples)
+    x = _check_data(model, ds.x, f"{ds.name}/{ds.split}")
+    context = None
+    if model.conditional and getattr(model, "num_classes", None) and not hasattr(model, "prior"):
+        if ds.y is None:
+            raise ConfigError(
+                f"{model.name} is class-conditional but {ds.name} has no labels to condition on"
+            )
+        context = ds.y.long().to(model.device)
+    gen = torch.Generator(device=model.device).manual_seed(args.seed)
+    mask = parse_mask(args.mask, model.event_shape, ds.image_shape, torch.Generator().manual_seed(args.seed))
+    out = Path(args.out) if args.out else None
+    kind = ds.kind if ds.kind in ("image", "text") else "array"
+    if out is None:
+        out = (
+            Path(args.run_dir) / {"image": "inpaint.png", "text": "inpaint.txt", "array": "inpaint.npy"}[kind]
+        )
+    if out.suffix not in (".png", ".txt", ".npy"):
+        raise ConfigError(f"--out must end in .png, .txt or .npy, got {out.name!r}")
+    if out.suffix == ".png" and ds.image_shape is None and len(model.event_shape) != 3:
+        raise ConfigError(
+            f"{ds.name} is not image data: write the completions with --out FILE.npy"
+            + (" or .txt" if ds.vocab else "")
+        )
+    if out.suffix == ".txt" and ds.vocab is None:
+        raise ConfigError(f"{ds.name} is not text: write the completions with --out FILE.png or .npy")
+    missing = int(mask.sum())
+    print(
+        f"{model.name} on {ds.name}/{ds.split}: {len(x)} examples, mask {args.mask!r}: "
+        f"{missing} of {model.num_dims} values missing"
+    )
+    res = impute(
+        model,
+        x,
+        mask,
+        args.completions,
+        method=args.method,
+        context=context,
+        sweeps=args.sweeps,
+        burn_in=args.burn_in,
+        block_size=args.block_size,
+        generator=gen,
+    )
+    print(f"imputation: {res.describe()}")
+    try:
+        method = select_method(model, mask, "auto", "likelihood")
+        clp = conditional_log_prob(model, x, mask, context).double().cpu()
+        se = clp.std().item() / len(clp) ** 0.5 if len(clp) > 1 else float("nan")
+        sign = "=" if model.exact else "≈"
+        bits = -clp.mean().item() / (missing * 0.6931471805599453)
+        print(
+            f"log p(x_missing | x_observed) {sign} {clp.mean().item():.3f} ± {se:.3f} nats per example "
+            f"({bits:.4f} bits per missing value; {method}, {ds.name}/{ds.split}, n={len(clp)})"
+            + ("; of the mixture of reordered masks" if "reordered" in res.note else "")
+        )
+    except ConfigError as e:
+        print(f"log p(x_missing | x_observed): not available ({e})")
+    m = res.mask.reshape(len(x), -1).cpu()
+    comp = res.completions.reshape(len(x), args.completions, -1).cpu()
+    truth = x.reshape(len(x), 1, -1).cpu().float()
+    sel = m[:, None, :].expand_as(comp)
+    if model.support.discrete:
+        agree = (comp == truth)[sel].double().mean().item()
+        print(f"missing values equal to the original in the completions: {100 * agree:.2f}%")
+    else:
+        err = (comp - truth).abs()[sel].mean().item()
+        print(f"mean |completion - original| over missing values: {err:.4f}")
+    if out.suffix == ".npy":
+        _save_npy(out, res.completions.cpu().numpy())
+    elif out.suffix == ".txt":
+        atomic_write(out, _inpaint_text(x, res, ds.vocab))
+    else:
+        _inpaint_grid(x, res, ds, out, model)
+    layout = {
+        ".png": f" (rows: examples; columns: original, masked, {args.completions} completion(s))",
+        ".txt": " (per example: original, masked, completions; ↵ marks a newline)",
+        ".npy": f" (array (N, {args.completions}, {', '.join(map(str, model.event_shape))}))",
+    }
+    print(f"written to {out}{layout[out.suffix]}")
+
+
+def _inpaint_text(x, res, vocab: str) -> str:
+    from dgm.data.sources import decode
+
+    def show(text: str) -> str:
+        return text.replace("\n", "↵")
+
+    blocks = []
+    for i in range(len(x)):
+        ids = x[i].reshape(-1).long().cpu()
+        miss = res.mask[i].reshape(-1).cpu()
+        masked = "".join("·" if mv else vocab[int(c)] for c, mv in zip(ids, miss, strict=True))
+        lines = [f"original:     {show(decode(ids, vocab))}", f"masked:       {show(masked)}"]
+        for j, c in enumerate(res.completions[i].reshape(len(res.completions[i]), -1).long().cpu()):
+            lines.append(f"completion {j + 1}: {show(decode(c, vocab))}")
+        blocks.append("\n".join(lines))
+    return "\n\n----\n\n".join(blocks) + "\n"
+
+
+def _inpaint_grid(x, res, ds, out: Path, model) -> None:
+    import torch
+
+    from dgm.viz import image_grid
+
+    k = Support.parse(str(model.support)).num_categories
+    lo, hi = (0.0, float(k - 1)) if k else (x.min().item(), x.max().item())
+    n, s = res.completions.shape[:2]
+    shape = tuple(ds.image_shape or model.event_shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    images = torch.cat(
+        [x.reshape(n, 1, -1).float().cpu(), res.completions.reshape(n, s, -1).float().cpu()], 1
+    )
+    images = ((images - lo) / max(hi - lo, 1e-12)).clamp(0, 1).reshape(n, s + 1, *shape)
+    if shape[0] == 1:  # grey → RGB, so that missing values can be shown in a colour no data value has
+        images = images.expand(-1, -1, 3, -1, -1)
+    missing = res.mask.reshape(n, *shape).cpu().any(1, keepdim=True).expand(-1, images.shape[2], -1, -1)
+    red = torch.tensor([0.85, 0.15, 0.15] if images.shape[2] == 3 else [0.5] * images.shape[2])
+    masked = torch.where(missing, red[:, None, None].expand_as(missing), images[:, 0])
+    rows = torch.cat([images[:, :1], masked[:, None], images[:, 1:]], 1)
+    image_grid(
+        rows.reshape(n * (s + 2), *rows.shape[2:]),
+        out,
+        value_range=(0.0, 1.0),
+        nrow=s + 2,
+        title=f"{model.name}: original | masked (red) | {res.method} completions",
+    )
+
+
+def cmd_anomaly(args) -> None:
+    import numpy as np
+    import torch
+
+    import dgm
+    from dgm.core.checkpoint import atomic_write
+    from dgm.tasks import detect, nll_scores
+    from dgm.training import resolve_device
+
+    _positive("-n", args.num_examples)
+    _positive("--num-reference", args.num_reference)
+    try:
+        batches = tuple(int(b) for b in str(args.typicality_batch).split(",") if b.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--typicality-batch must be integers such as 1,10; got {args.typicality_batch!r}"
+        ) from None
+    if any(b < 1 for b in batches):
+        raise ConfigError("--typicality-batch sizes must be positive")
+    model, info = _load_run(args.run_dir, args.device)
+    background = dgm.load(args.background, device=resolve_device(args.device)) if args.background else None
+    data_in = _task_data(args.in_data, model, info, args.split, args.data_dir, seed=args.seed)
+    if args.num_examples:
+        data_in = data_in.take(args.num_examples)
+    data_out = _task_data(args.out_data, model, info, args.split, args.data_dir, data_in, args.seed + 1)
+    if args.num_examples:
+        data_out = data_out.take(args.num_examples)
+    x_in = _check_data(model, data_in.x, f"--in data {data_in.name}")
+    x_out = _check_data(model, data_out.x, f"--out data {data_out.name}")
+    reference, skipped = None, None
+    if info.get("name") and batches:
+        try:
+            reference = _task_data(None, model, info, "train", args.data_dir, seed=args.seed)
+            reference = reference.take(args.num_reference)
+        except DgmError as e:
+            skipped = f"typicality skipped: the run's training data cannot be loaded ({e})"
+    report = detect(
+        model,
+        x_in,
+        x_out,
+        background=background,
+        reference=None if reference is None else reference.x,
+        typicality_batches=batches,
+        batch_size=args.batch_size,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    sign = "exact" if model.exact else "estimate"
+    print(
+        f"{model.name} ({sign} log-likelihood): in-distribution {data_in.name}/{data_in.split} "
+        f"(n={report.num_in}) vs out-of-distribution {data_out.name} (n={report.num_out})"
+    )
+    if background is not None:
+        print(f"likelihood ratio against background model {background.name} ({args.background})")
+    if report.entropy is not None:
+        print(
+            f"typical NLL (mean over {len(reference)} training examples of {reference.name}): "
+            f"{report.entropy:.3f} nats"
+        )
+    print(report.table())
+    for note in [*report.notes, *([skipped] if skipped else [])]:
+        print(f"note: {note}")
+    if args.scores:
+        nll_in = nll_scores(model, x_in, args.batch_size).numpy()
+        nll_out = nll_scores(model, x_out, args.batch_size).numpy()
+        lines = ["set,index,nll_nats,bits_per_dim"]
+        scale = model.num_dims * np.log(2)
+        for name, scores in (("in", nll_in), ("out", nll_out)):
+            lines += [f"{name},{i},{v:.6f},{v / scale:.6f}" for i, v in enumerate(scores)]
+        atomic_write(Path(args.scores), "\n".join(lines) + "\n")
+        print(f"per-example scores written to {args.scores}")
+
+
+def cmd_classify(args) -> None:
+    import torch
+
+    from dgm.tasks.classification import class_log_prior, classify, num_classes_of, source_test
+
+    _positive("-n", args.num_examples)
+    loaded = [_load_run(r, args.device) for r in args.run_dirs]
+    models = [m for m, _ in loaded]
+    model, info = loaded[0]
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.against is not None:
+        if len(models) > 1:
+            raise ConfigError("--against compares one model's likelihoods; give one run")
+        if args.data and len(args.data) > 1:
+            raise ConfigError("--against takes one --data source")
+        a = _task_data(
+            args.data[0] if args.data else None, model, info, args.split, args.data_dir, seed=args.seed
+        )
+        if args.num_examples:
+            a = a.take(args.num_examples)
+        b = _task_data(args.against, model, info, args.split, args.data_dir, a, args.seed + 1)
+        if args.num_examples:
+            b = b.take(args.num_examples)
+        xa = _check_data(model, a.x, f"--data {a.name}")
+        xb = _check_data(model, b.x, f"--against {b.name}")
+        res = source_test(model, xa, xb, batch_size=args.batch_size, generator=gen)
+        unit = "nats per character" if a.kind == "text" else "nats per value"
+        print(f"{model.name} scores two sources by NLL per value ({'exact' if model.exact else 'estimate'}):")
+        print(f"  a: {a.name}/{a.split} (n={res['num_a']}): {res['nll_per_dim_a']:.4f} {unit}")
+        print(f"  b: {b.name} (n={res['num_b']}): {res['nll_per_dim_b']:.4f} {unit}")
+        print(
+            f"threshold {res['threshold']:.4f} {unit} (fit on a random half of each source): held-out "
+            f"balanced accuracy {100 * res['accuracy']:.2f}%; AUROC {res['auroc']:.4f} (b positive)"
+        )
+        return
+    C = num_classes_of(models)
+    specs = args.data or [None]
+    if len(specs) == 1:
+        ds = _task_data(specs[0], model, info, args.split, args.data_dir, seed=args.seed)
+        if ds.y is None:
+            raise ConfigError(f"{ds.name} has no labels: give one DATA per class, or a labelled dataset")
+        if args.num_examples:
+            ds = ds.take(args.num_examples)
+        x, y, what = ds.x, ds.y.long(), f"{ds.name}/{ds.split}"
+        if len(y) and int(y.max()) >= C:
+            raise ConfigError(f"{ds.name} has labels up to {int(y.max())} but the models give {C} classes")
+    else:
+        if len(specs) != C:
+            raise ConfigError(f"{len(specs)} data sources for {C} classes: give one DATA per class")
+        parts = []
+        for c, spec in enumerate(specs):
+            part = _task_data(spec, model, info, args.split, args.data_dir, seed=args.seed + c)
+            parts.append(part.take(args.num_examples) if args.num_examples else part)
+        x = torch.cat([p.x.float() for p in parts])
+        y = torch.cat([torch.full((len(p),), c, dtype=torch.long) for c, p in enumerate(parts)])
+        what = " + ".join(p.name for p in parts)
+        ds = None
+    x = _check_data(model, x, what)
+    prior_name = args.prior
+    if prior_name == "auto":
+        own = len(models) == 1 and callable(getattr(model, "prior", None))
+        prior_name = "model" if own else ("train" if ds is not None else "uniform")
+    if prior_name == "model":
+        log_prior = class_log_prior(C, model=model)
+        prior_text = f"{model.name}'s own prior p(y)"
+    elif prior_name == "train":
+        if ds is None or not info.get("name"):
+            raise ConfigError(
+                "--prior train needs one labelled dataset (label frequencies of its train split)"
+            )
+        train = _task_data(specs[0], model, info, "train", args.data_dir, seed=args.seed)
+        if train.y is None:
+            raise ConfigError(f"{train.name}/train has no labels for the prior")
+        log_prior = class_log_prior(C, train.y)
+        prior_text = f"label frequencies of {train.name}/train (+1 smoothing)"
+    else:
+        log_prior = class_log_prior(C)
+        prior_text = "uniform"
+    res = classify(models, x, y, log_prior=log_prior, batch_size=args.batch_size)
+    how = "one model per class" if len(models) > 1 else f"one class-conditional {model.name}"
+    print(f"Bayes' rule over {C} classes ({how}); prior: {prior_text}")
+    sign = "exact" if all(m.exact for m in models) else "estimated"
+    print(
+        f"{what} (n={len(x)}, {sign} log p(x|y)): accuracy {100 * res.accuracy:.2f}%; "
+        f"mean log p(y|x) {res.mean_log_posterior:.4f} nats"
+    )
+    counts = torch.bincount(y, minlength=C)
+    right = torch.bincount(y[res.predictions == y], minlength=C)
+    print("per class: " + ", ".join(f"{c}: {int(right[c])}/{int(counts[c])}" for c in range(C) if counts[c]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -488,6 +962,9 @@ def main(argv: list[str] | None = None) -> int:
                 "download": cmd_download,
                 "eval": cmd_eval,
                 "sample": cmd_sample,
+                "inpaint": cmd_inpaint,
+                "anomaly": cmd_anomaly,
+                "classify": cmd_classify,
             }[args.command](args)
     except DgmError as e:
         print(f"dgm: error: {e}", file=sys.stderr)
