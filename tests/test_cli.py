@@ -242,3 +242,15 @@ def test_classic_models_through_the_cli(tmp_path, capsys):
     assert results["test"]["accuracy"] > 0.9
     code, _, err = run(capsys, "sample", str(tmp_path / "lr"))
     assert code == 2 and "discriminative" in err and len(err.strip().splitlines()) == 1
+
+
+def test_class_conditional_run_samples_a_class_grid(tmp_path, capsys):
+    out = tmp_path / "cond"
+    code, _, err = run(
+        capsys, "train", "fvsbn", "--data", "digits-binary", "--num-classes", "10", "--epochs", "1",
+        "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert (out / "samples.png").exists()
+    code, _, err = run(capsys, "sample", str(out), "-n", "20", "--out", str(tmp_path / "s.png"))
+    assert code == 0 and (tmp_path / "s.png").exists(), err

@@ -349,6 +349,19 @@ def _update_results(run_dir: Path, split: str, res: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- commands
+
+
+def _class_cycle(model, n: int):
+    """Labels 0, 1, …, C−1, 0, 1, … for a class-conditional model (a grid with one class per column when
+    the row length is C), None for an unconditional one."""
+    classes = getattr(model, "num_classes", None)
+    if not model.conditional or not classes:
+        return None
+    import torch
+
+    return torch.arange(n, device=model.device) % classes
+
+
 def cmd_models(args) -> None:
     from dgm.core.registry import get_entry, list_models
 
@@ -489,7 +502,7 @@ def cmd_train(args, extra: list[str]) -> None:
         return
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     num = args.num_samples or {"points": 2000, "text": 4}.get(train_ds.kind, 64)
-    samples = model.sample(num, generator=gen)
+    samples = model.sample(num, context=_class_cycle(model, num), generator=gen)
     path = save_samples(
         samples,
         out / "samples.png",
@@ -568,7 +581,7 @@ def cmd_sample(args) -> None:
         raise ConfigError(f"{model.name} is discriminative (it models p(y | x)): it has no samples to draw")
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     with torch.no_grad():
-        samples = model.sample(n, generator=gen)
+        samples = model.sample(n, context=_class_cycle(model, n), generator=gen)
     out = Path(args.out) if args.out else run_dir / "samples.png"
     if out.suffix == ".npy":
         path = _save_npy(out, samples.cpu().numpy())
