@@ -6,6 +6,7 @@ inputs: shapes, exact normalisation over all inputs for small D, agreement of sa
 density, reproducible sampling, config and checkpoint round trips, and clear input errors.
 """
 
+import inspect
 import math
 
 import pytest
@@ -74,38 +75,85 @@ def test_shapes_and_finite(name, support):
     model.validate(s)  # samples lie in the model's own support
 
 
+def estimate_options(model, num_samples: int) -> dict:
+    """log_prob options for a model whose log_prob is an importance-sampled estimate (``exact = False``).
+
+    The estimate p̂(x) = (1/K) Σ w_k is unbiased for p(x) but only as good as its proposal: a randomly
+    perturbed encoder q(z | x) can miss most of the posterior, and then the weights have infinite variance
+    and no K gives a few-percent answer. The latent-variable models' ``prior_fraction`` draws half the
+    samples from p(z) (a defensive mixture proposal, still unbiased): every weight is then at most
+    2 p(x | z), and the checks below hold with the same perturbed models as every other model's.
+    """
+    options = {"num_samples": num_samples}
+    if "prior_fraction" in inspect.signature(model.log_prob).parameters:
+        options["prior_fraction"] = 0.5
+    return options
+
+
 @pytest.mark.parametrize(("name", "support"), [c for c in cases() if c.values[1] != "real"])
 def test_normalisation_over_all_inputs(name, support):
     k = 2 if support == "binary" else 3
     d = 10 if k == 2 else 6
-    model = make(name, support, d)
     x = as_events(name, all_configurations(d, k))
-    total = torch.logsumexp(model.log_prob(x).double(), 0).exp().item()
-    assert total == pytest.approx(1.0, abs=1e-5)
+    if get_entry(name).cls.exact:
+        model = make(name, support, d)
+        total = torch.logsumexp(model.log_prob(x).double(), 0).exp().item()
+        assert total == pytest.approx(1.0, abs=1e-5)
+        return
+    # An estimate: Σ_x p̂(x) is unbiased for 1 (each p̂(x) is unbiased for p(x)). With K = 2000 samples per
+    # input the largest deviation measured over 30 seeds per model was 2.3% (typically < 1%), so 5% fails
+    # on a wrong term (a missing log-density, a wrong log K), not on noise.
+    model = make(name, support, d)
+    total = torch.logsumexp(model.log_prob(x, **estimate_options(model, 2000)).double(), 0).exp().item()
+    assert total == pytest.approx(1.0, abs=0.05)
 
 
 @pytest.mark.parametrize(("name", "support"), [c for c in cases() if c.values[1] == "real"])
 def test_density_integrates_to_one_in_1d(name, support):
-    model = make(name, support, 1)
     grid = torch.linspace(-60, 60, 240_001, dtype=torch.float64)[:, None]
-    density = model.log_prob(as_events(name, grid)).exp()
-    assert torch.trapezoid(density, grid[:, 0]).item() == pytest.approx(1.0, abs=1e-4)
+    if get_entry(name).cls.exact:
+        model = make(name, support, 1)
+        density = model.log_prob(as_events(name, grid)).exp()
+        assert torch.trapezoid(density, grid[:, 0]).item() == pytest.approx(1.0, abs=1e-4)
+        return
+    # An estimate. Every grid point gets its own draws, so the trapezoid sum is a Monte Carlo integral of
+    # E[p̂] = p over 240k points; with K = 8 the largest deviation over 30 seeds per model was 1.8%.
+    model = make(name, support, 1)
+    density = model.log_prob(as_events(name, grid), **estimate_options(model, 8)).exp()
+    assert torch.trapezoid(density, grid[:, 0]).item() == pytest.approx(1.0, abs=0.05)
 
 
 @pytest.mark.parametrize(("name", "support"), [c for c in cases() if c.values[1] != "real"])
 def test_samples_match_density(name, support):
     k = 2 if support == "binary" else 3
     d = 3
+    exact = get_entry(name).cls.exact
     model = make(name, support, d)
-    configs = all_configurations(d, k)
-    p = model.log_prob(as_events(name, configs)).double().exp()
+    configs = as_events(name, all_configurations(d, k))
+    estimate_error = 0.0
+    if exact:
+        p = model.log_prob(configs).double().exp()
+    else:
+        # Two independent importance-sampled estimates: their mean is the density compared with, and
+        # Σ|p̂1 − p̂2| (≈ 4x the expected Σ|mean − p|) bounds the part of the TV that is estimation error.
+        # (A wrong term in the estimate is not noise: it moves both estimates alike and the TV catches it.)
+        p1, p2 = (
+            model.log_prob(
+                configs, generator=torch.Generator().manual_seed(s), **estimate_options(model, 5000)
+            )
+            .double()
+            .exp()
+            for s in (1, 2)
+        )
+        p = (p1 + p2) / 2
+        estimate_error = (p1 - p2).abs().sum().item()
     n = 40_000
     s = model.sample(n, generator=torch.Generator().manual_seed(0)).reshape(n, d)
     codes = (s.long() * (k ** torch.arange(d - 1, -1, -1))).sum(1)
     freq = torch.bincount(codes, minlength=k**d).double() / n
     tv = 0.5 * (freq - p).abs().sum().item()
     # E[TV] ≈ Σ sqrt(p(1-p)/n)·sqrt(2/π)/2; 4x that bound is a safe but sharp threshold.
-    bound = 4 * 0.5 * math.sqrt(2 / math.pi) * (p * (1 - p) / n).sqrt().sum().item()
+    bound = 4 * 0.5 * math.sqrt(2 / math.pi) * (p * (1 - p) / n).sqrt().sum().item() + estimate_error
     assert tv < bound, (tv, bound)
 
 
