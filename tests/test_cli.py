@@ -254,3 +254,15 @@ def test_class_conditional_run_samples_a_class_grid(tmp_path, capsys):
     assert (out / "samples.png").exists()
     code, _, err = run(capsys, "sample", str(out), "-n", "20", "--out", str(tmp_path / "s.png"))
     assert code == 0 and (tmp_path / "s.png").exists(), err
+
+
+def test_semi_supervised_training_with_few_labels(tmp_path, capsys):
+    out = tmp_path / "ss"
+    code, text, err = run(
+        capsys, "train", "ssvae", "--data", "digits-binary", "--labels-per-class", "5", "--epochs", "1",
+        "--eval-num-samples", "4", "--hidden-sizes", "32", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "accuracy" in text and "(estimate)" in text
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 2 and "labelled_fraction" in rows[0]

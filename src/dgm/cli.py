@@ -141,6 +141,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    s.add_argument(
+        "--eval-num-samples",
+        type=int,
+        help="importance samples K of each validation estimate (latent models)",
+    )
+    s.add_argument(
+        "--labels-per-class",
+        type=int,
+        help="semi-supervised (ssvae): keep N labels per class, mark the rest -1 (unlabelled)",
+    )
     s.add_argument("--max-minutes", type=float, help="stop after this many minutes of training")
     s.add_argument(
         "--lr-schedule",
@@ -440,6 +450,10 @@ def cmd_train(args, extra: list[str]) -> None:
         model_opts["event_shape"] = list(train_ds.image_shape if image else train_ds.event_shape)
     event_shape = model_opts["event_shape"]
     train_ds = train_ds.reshape_to(tuple(event_shape))
+    if args.labels_per_class is not None:
+        from dgm.models.latent.ssvae import semi_supervised
+
+        train_ds = semi_supervised(train_ds, labels_per_class=args.labels_per_class, seed=args.seed)
     valid_ds = _load_split(args.data, "valid", args.data_dir, False, data_opts, event_shape)
 
     out = (
@@ -482,6 +496,7 @@ def cmd_train(args, extra: list[str]) -> None:
         device=args.device,
         max_steps=args.max_steps,
         max_minutes=args.max_minutes,
+        eval_num_samples=args.eval_num_samples,
         lr_schedule=args.lr_schedule,
         lr_min=args.lr_min,
         lr_gamma=args.lr_gamma,

@@ -54,6 +54,7 @@ class TrainOptions:
     method: str = "auto"  # "auto": the model's closed-form/EM `fit` if it has one, else "gradient"
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     eval_batch_size: int = 1000
+    eval_num_samples: int | None = None  # importance samples of each validation log_prob (estimated models)
     checkpoint_every: float = 300.0  # seconds between mid-epoch checkpoints (one is always written per epoch)
     max_steps: int | None = None  # stop after this many optimizer steps in total
     max_minutes: float | None = None  # stop after this much training time (validation included)
@@ -364,7 +365,14 @@ class Trainer:
         """Validate, log, keep the best weights, checkpoint; True when early stopping fires."""
         st, opts = self.state, self.options
         if self.valid_data is not None:
-            res = evaluate(self.model, self.valid_data, opts.eval_batch_size)
+            # A latent-variable model's validation NLL is an importance-sampled estimate; its K trades the
+            # estimate's bias against the cost of validating every epoch.
+            kw = (
+                {"num_samples": opts.eval_num_samples}
+                if opts.eval_num_samples and not self.model.exact
+                else {}
+            )
+            res = evaluate(self.model, self.valid_data, opts.eval_batch_size, **kw)
             row["valid_nll"], row["valid_bpd"] = res["nll"], res["bits_per_dim"]
             improved = res["nll"] < st.best_valid_nll
         else:
