@@ -80,7 +80,7 @@ def _nflows_scale(D: int):
 def build_zuko(model: str, arch: dict, D: int):
     import zuko
 
-    L, hidden = arch["num_layers"], arch["hidden_sizes"]
+    L, hidden = arch["num_layers"], arch.get("hidden_sizes")
     if model == "maf":
         return zuko.flows.MAF(D, transforms=L, hidden_features=hidden)
     if model == "iaf":
