@@ -97,7 +97,11 @@ def test_gradient_training_reaches_the_closed_form():
     list(closed.fit(x))
     torch.manual_seed(0)
     grad = BayesNet((5,), structure="markov(1)")
-    dgm.train(grad, x, method="gradient", epochs=40, lr=0.1, batch_size=500, progress=False, patience=None)
+    dgm.train(
+        grad, x, method="gradient", epochs=60, lr=0.1, lr_schedule="cosine", batch_size=500, progress=False,
+        patience=None,
+    )  # fmt: skip
+    # The cosine anneal removes the minibatch jitter that a constant rate leaves around the optimum.
     with torch.no_grad():
         assert grad.log_prob(x).mean().item() == pytest.approx(closed.log_prob(x).mean().item(), abs=2e-3)
 
