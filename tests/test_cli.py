@@ -266,3 +266,13 @@ def test_semi_supervised_training_with_few_labels(tmp_path, capsys):
     assert "accuracy" in text and "(estimate)" in text
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 2 and "labelled_fraction" in rows[0]
+
+
+def test_vae_run_directory_has_latent_grids(tmp_path, capsys):
+    out = tmp_path / "vae"
+    code, _, err = run(
+        capsys, "train", "vae", "--data", "digits-binary", "--epochs", "1", "--eval-num-samples", "4",
+        "--hidden-sizes", "32", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert all((out / name).stat().st_size > 0 for name in ("reconstructions.png", "interpolations.png"))

@@ -528,7 +528,34 @@ def cmd_train(args, extra: list[str]) -> None:
     )
     if len(result.history) > 1:
         training_curves(result.history, out / "curves.png", title=f"{args.model} on {args.data}")
-    print(f"run directory: {out}  (samples: {path.name}, metrics.csv, results.json)")
+    extra = _latent_grids(model, valid_ds, _data_info(train_ds), out)
+    print(f"run directory: {out}  (samples: {', '.join([path.name, *extra])}, metrics.csv, results.json)")
+
+
+def _latent_grids(model, valid_ds, info: dict, out: Path) -> list[str]:
+    """Reconstructions and latent interpolations of the first validation images, for models with an
+    encoder (``reconstruct`` / ``interpolate``) trained on images: the latent-space views of a VAE."""
+    import torch
+
+    from dgm.viz import image_grid
+
+    shape = info.get("image_shape")
+    if (
+        not (hasattr(model, "reconstruct") and hasattr(model, "interpolate"))
+        or not shape
+        or model.conditional
+    ):
+        return []
+    low, high = info.get("value_range") or (0, 1)
+    x = valid_ds.x[:16].to(model.device)
+    with torch.no_grad():
+        model.eval()
+        recon = model.reconstruct(x).reshape(16, -1).float().cpu()
+        pairs = torch.stack([x.reshape(16, -1).float().cpu(), recon], 1).reshape(32, -1)
+        lerp = model.interpolate(x[:8], x[8:16], steps=10).reshape(80, -1).float().cpu()
+    image_grid(pairs, out / "reconstructions.png", shape, (low, high), 8, "data | reconstruction (pairs)")
+    image_grid(lerp, out / "interpolations.png", shape, (low, high), 10, "latent interpolation")
+    return ["reconstructions.png", "interpolations.png"]
 
 
 def cmd_eval(args) -> None:
