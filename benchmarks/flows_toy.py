@@ -41,6 +41,7 @@ import torch
 
 import dgm
 from benchmarks.common import table, update_results
+from dgm.data.transforms import Standardize
 from dgm.training import seed_everything
 
 TOYS = ("moons", "circles", "8gaussians", "checkerboard", "pinwheel", "spirals")
@@ -64,8 +65,8 @@ FIGURES = Path(__file__).with_name("figures")
 
 def standardised(toy: str) -> dict[str, torch.Tensor]:
     splits = {s: dgm.data.load(toy, s).x.float() for s in ("train", "valid", "test")}
-    mean, std = splits["train"].mean(0), splits["train"].std(0)
-    return {s: (x - mean) / std for s, x in splits.items()}
+    standardize = Standardize.fit(splits["train"])
+    return {s: standardize(x)[0] for s, x in splits.items()}
 
 
 def run_dgm(model_name: str, data: dict, args) -> dict:
