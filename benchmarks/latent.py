@@ -191,7 +191,8 @@ def main():
 def report(rows, args, n_test) -> str:
     return "\n".join(
         [
-            f"## {' and '.join(r['model'].upper() for r in rows)} on dynamically binarised MNIST (issue #5)\n",
+            f"## {' and '.join(r['model'].upper() for r in rows)} on dynamically binarised MNIST "
+            "(issue #5)\n",
             f"z = 10, MLP 784-300-300 encoder and decoder, Bernoulli decoder, Adam 1e-3, batch 100, "
             f"{args.steps:,} iterations on `mnist-dynamic` (fresh Bernoulli binarisation per batch); test = "
             f"{n_test:,} test images binarised once (fixed seed). All figures in nats per image. −ELBO: "
