@@ -21,6 +21,13 @@ masked convolution). The vertical stack feeds the horizontal one through a 1×1 
 the gated activation tanh(W_f * x) ⊙ σ(W_g * x) (eq. 2), the horizontal stack has a residual
 connection, and a class label adds a learned bias to every gate (eq. 4 with a one-hot h).
 
+Image conditioning (same paper, eq. 5): a conditioning image h (e.g. a 7×7 low-resolution version of
+the target) is mapped by an unmasked network to a spatial representation s = m(h) of the image's
+height and width (:class:`ContextNetwork`), and every gate gets the location-dependent bias V ⋆ s, a
+1×1 convolution of s. The context is not part of x, so these paths need no mask; they change no
+row reach either (s at row r is added at row r), so the sampler's band crop stays exact as long as
+s is computed on the full image and cropped to the band's rows.
+
 Masks live in (non-persistent) buffers and multiply the weight inside ``forward``: a forward pass
 never mutates a parameter, and the mask is rebuilt from the layer's arguments, so it is not stored
 in checkpoints.
@@ -143,6 +150,45 @@ class VerticalConv2d(nn.Conv2d):
         return y[:, :, :-1] if self.shift else y
 
 
+class ContextNetwork(nn.Module):
+    """m in s = m(h) (eq. 5 of van den Oord et al. 2016b): a conditioning image (N, C', h, w) → (N, S, H, W).
+
+    The context is upsampled to H×W by nearest-neighbour interpolation (each low-resolution cell becomes a
+    block of pixels) and two fixed channels are appended: the pixel's position inside its cell, row and
+    column, in [-1/2, 1/2). Without them every pixel of a block would get the same bias, and the model
+    could not tell where it is in the block it has to make consistent with the cell's value. Then
+    3×3 convolution (S maps) → ReLU → 3×3 convolution (S maps), unmasked: s may see the whole context.
+
+    Args:
+        context_shape: (C', h, w) of one conditioning image.
+        image_size: (H, W) of the modelled image.
+        channels: S, the maps of s.
+    """
+
+    def __init__(self, context_shape, image_size, channels: int):
+        super().__init__()
+        cc, h, w = (int(d) for d in context_shape)
+        H, W = (int(d) for d in image_size)
+        self.context_shape = (cc, h, w)
+        self.image_size = (H, W)
+        # Nearest interpolation maps output row i to input row floor(i·h/H): the fraction left over is the
+        # position inside the cell (centred, so a cell's positions are symmetric about 0).
+        rows = (torch.arange(H) * h / H) % 1 + h / (2 * H) - 0.5
+        cols = (torch.arange(W) * w / W) % 1 + w / (2 * W) - 0.5
+        position = torch.stack([rows[:, None].expand(H, W), cols[None, :].expand(H, W)])
+        self.register_buffer("position", position, persistent=False)
+        self.net = nn.Sequential(
+            nn.Conv2d(cc + 2, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, context: Tensor) -> Tensor:
+        up = F.interpolate(context, size=self.image_size, mode="nearest")
+        pos = self.position.to(up.dtype).expand(len(up), -1, -1, -1)
+        return self.net(torch.cat([up, pos], dim=1))
+
+
 def gate(x: Tensor) -> Tensor:
     """tanh(a) ⊙ σ(b) for the two halves (a, b) of the channels (eq. 2 of van den Oord et al. 2016b)."""
     a, b = x.chunk(2, dim=1)
@@ -162,6 +208,8 @@ class GatedPixelCNNLayer(nn.Module):
         kernel_size: odd k: the vertical kernel is (k//2+1)×k, the horizontal one 1×(k//2+1).
         data_channels: C (channel groups of the horizontal stack).
         num_classes: when set, a learned per-class bias is added to both stacks' gates.
+        context_channels: when set, the layer takes s (N, S, H, W) from a :class:`ContextNetwork` as
+            context instead of labels and adds V ⋆ s (1×1 convolutions) to both stacks' gates (eq. 5).
     """
 
     def __init__(
@@ -172,6 +220,7 @@ class GatedPixelCNNLayer(nn.Module):
         data_channels: int = 1,
         first: bool = False,
         num_classes: int | None = None,
+        context_channels: int | None = None,
     ):
         super().__init__()
         k = int(kernel_size)
@@ -197,6 +246,10 @@ class GatedPixelCNNLayer(nn.Module):
             nn.init.zeros_(self.class_bias_v.weight)
             nn.init.zeros_(self.class_bias_h.weight)
         self.num_classes = num_classes
+        if context_channels is not None:
+            self.context_v = nn.Conv2d(context_channels, 2 * channels, 1)
+            self.context_h = nn.Conv2d(context_channels, 2 * channels, 1)
+        self.context_channels = context_channels
 
     @property
     def rows_up(self) -> int:
@@ -208,6 +261,10 @@ class GatedPixelCNNLayer(nn.Module):
         if self.num_classes is not None and context is not None:
             pre_v = pre_v + self.class_bias_v(context)[:, :, None, None]
             pre_h = pre_h + self.class_bias_h(context)[:, :, None, None]
+        elif self.context_channels is not None and context is not None:
+            # Added after the V→H link: the horizontal gate gets its own V_h ⋆ s.
+            pre_v = pre_v + self.context_v(context)
+            pre_h = pre_h + self.context_h(context)
         h_out = self.out(gate(pre_h))
         return gate(pre_v), (h_out if self.first else h + h_out)
 
@@ -215,13 +272,19 @@ class GatedPixelCNNLayer(nn.Module):
 class PixelCNNResidualBlock(nn.Module):
     """The residual block of the PixelCNN (Figure 5 of van den Oord et al. 2016).
 
-    2h maps → ReLU → 1×1 (h) → ReLU → k×k masked "B" (h) [+ class bias] → ReLU → 1×1 (2h), added
-    to the input. Every convolution is masked "B" so that, with C > 1, channel groups are respected
-    (for C = 1 the 1×1 masks are all ones).
+    2h maps → ReLU → 1×1 (h) → ReLU → k×k masked "B" (h) [+ class bias or V ⋆ s] → ReLU → 1×1 (2h),
+    added to the input. Every convolution is masked "B" so that, with C > 1, channel groups are
+    respected (for C = 1 the 1×1 masks are all ones). With ``context_channels`` the context is s
+    (N, S, H, W) from a :class:`ContextNetwork` and the bias is a 1×1 convolution of it.
     """
 
     def __init__(
-        self, channels: int, kernel_size: int, data_channels: int = 1, num_classes: int | None = None
+        self,
+        channels: int,
+        kernel_size: int,
+        data_channels: int = 1,
+        num_classes: int | None = None,
+        context_channels: int | None = None,
     ):
         super().__init__()
         if channels % 2:
@@ -234,6 +297,7 @@ class PixelCNNResidualBlock(nn.Module):
         self.class_bias = None if num_classes is None else nn.Embedding(num_classes, half)
         if self.class_bias is not None:
             nn.init.zeros_(self.class_bias.weight)
+        self.context_bias = None if context_channels is None else nn.Conv2d(context_channels, half, 1)
 
     @property
     def rows_up(self) -> int:
@@ -243,6 +307,8 @@ class PixelCNNResidualBlock(nn.Module):
         y = self.conv(F.relu(self.reduce(F.relu(x))))
         if self.class_bias is not None and context is not None:
             y = y + self.class_bias(context)[:, :, None, None]
+        elif self.context_bias is not None and context is not None:
+            y = y + self.context_bias(context)
         return x + self.expand(F.relu(y))
 
 
@@ -252,6 +318,7 @@ def receptive_rows(layers) -> int:
 
 
 __all__ = [
+    "ContextNetwork",
     "GatedPixelCNNLayer",
     "MaskedConv2d",
     "PixelCNNResidualBlock",

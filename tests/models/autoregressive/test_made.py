@@ -1,5 +1,6 @@
 """MADE: every mask autoregressive, the mask ensemble done right, masks in the checkpoint, fitting."""
 
+import itertools
 import math
 
 import pytest
@@ -187,3 +188,52 @@ def test_training_recovers_a_small_distribution(options):
 
 def test_positions_helper():
     assert torch.equal(positions_of(torch.tensor([2, 0, 1])), torch.tensor([1, 2, 0]))
+
+
+def test_random_training_orderings_are_seeded_and_autoregressive():
+    model = build(masks=2, train_orderings="random")
+    x = torch.randint(0, 2, (9, 8)).double()
+    orderings = [model.training_ordering(s) for s in range(5)]
+    assert all(sorted(o.tolist()) == list(range(8)) for o in orderings)
+    assert len({tuple(o.tolist()) for o in orderings}) > 1  # a fresh ordering per step
+    for step in range(3):
+        ordering = model.training_ordering(step)
+        expected = -model.conditionals(x, None, step % 2, ordering).log_prob(x).sum(-1).mean()
+        assert torch.allclose(model.loss(x), expected, rtol=0, atol=1e-12)
+        assert_autoregressive(params_jacobian(logits_fn(model, step % 2, ordering), x[0]), ordering)
+    again = dgm.build("made", event_shape=(8,), train_orderings="random", seed=model.seed)
+    assert torch.equal(model.training_ordering(7), again.training_ordering(7))
+    with pytest.raises(dgm.ConfigError, match="train_orderings"):
+        dgm.build("made", event_shape=(4,), train_orderings="sometimes")
+
+
+def _ordering_tv(model, target, ordering) -> float:
+    """TV distance between the target (16 probabilities) and the model of mask 0 under ``ordering``."""
+    configs = all_configurations(4)
+    with torch.no_grad():
+        logp = model.conditionals(configs, None, 0, ordering).log_prob(configs).sum(-1)
+    return 0.5 * (logp.exp() - target).abs().sum().item()
+
+
+def test_random_training_orderings_train_every_ordering():
+    """Trained on one fixed ordering, the conditionals of the other orderings are untrained; trained on a
+    fresh random ordering per step (Uria et al. 2014), every ordering's model fits the data: the TV distance
+    to the target, averaged over all 24 orderings of D = 4, falls by more than a third (~0.3 → ~0.13)."""
+    g = torch.Generator().manual_seed(int(torch.randint(1000, ())))
+    target = torch.softmax(torch.randn(16, generator=g) * 1.5, 0)
+    data = all_configurations(4)[torch.multinomial(target, 4000, replacement=True, generator=g)]
+    tv = {}
+    for mode in ("masks", "random"):
+        torch.manual_seed(0)
+        model = dgm.build("made", event_shape=(4,), hidden_sizes=[64], train_orderings=mode)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+        decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / 300)
+        for _ in range(300):
+            opt.zero_grad()
+            model.loss(data[torch.randint(len(data), (200,), generator=g)]).backward()
+            opt.step()
+            decay.step()
+        orderings = [torch.tensor(p) for p in itertools.permutations(range(4))]
+        tv[mode] = sum(_ordering_tv(model, target, o) for o in orderings) / len(orderings)
+    assert tv["random"] < 0.2
+    assert tv["random"] < 0.65 * tv["masks"]

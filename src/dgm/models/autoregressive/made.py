@@ -53,6 +53,11 @@ class MADE(GenerativeModel):
         activation: hidden nonlinearity (the paper uses ReLU).
         condition_on_mask: add to each hidden unit a learned term (U ⊙ M) 1 / fan-in telling it which
             inputs the current mask keeps (§4.3; meant for connectivity-agnostic training).
+        train_orderings: ``"masks"`` trains on the ``num_masks`` masks' own orderings; ``"random"`` draws a
+            fresh uniformly random ordering at every training step (with mask m's hidden degrees), the
+            order-agnostic training of Uria, Murray & Larochelle (2014), so that the conditionals of
+            *any* ordering are trained — what inpainting with the observed dimensions first needs. The
+            draws are seeded by ``seed`` and the step counter, so a resumed run continues them.
         num_classes: if set, a class label conditions every hidden unit of the first layer and every output
             (one-hot, unmasked), giving p(x | y).
         seed: seeds the orderings and degrees: the same config always rebuilds the same masks.
@@ -70,10 +75,15 @@ class MADE(GenerativeModel):
         hidden_degrees: str = "random",
         activation: str = "relu",
         condition_on_mask: bool = False,
+        train_orderings: str = "masks",
         num_classes: int | None = None,
         seed: int = 0,
     ):
         super().__init__(event_shape, support)
+        if train_orderings not in ("masks", "random"):
+            raise ConfigError(f"train_orderings must be 'masks' or 'random', got {train_orderings!r}")
+        self.train_orderings = train_orderings
+        self.seed = int(seed)
         if not self.support.discrete:
             raise ConfigError("made models binary or categorical(k) data; for real data use maf or rnade")
         if isinstance(hidden_sizes, int):
@@ -160,13 +170,26 @@ class MADE(GenerativeModel):
         per_mask = self.log_prob_per_mask(x, context)
         return torch.logsumexp(per_mask, 1) - math.log(self.num_masks)
 
+    def training_ordering(self, step: int) -> Tensor | None:
+        """The ordering training step ``step`` uses with ``train_orderings="random"`` (else None: the
+        mask's own): a seeded function of the step, so runs and resumed runs draw the same sequence."""
+        if self.train_orderings != "random":
+            return None
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        return torch.randperm(self.num_dims, generator=g)
+
     def loss(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """Mean NLL under one mask per call, cycling through the masks (the paper's training scheme)."""
-        m = int(self.mask_counter) % self.num_masks
+        """Mean NLL under one mask per call, cycling through the masks (the paper's training scheme);
+        with ``train_orderings="random"``, under a fresh random ordering with that mask's hidden degrees."""
+        step = int(self.mask_counter)
+        m = step % self.num_masks
         self.mask_counter.add_(1)
         x = self.validate(x)
         ctx = self._context(context, len(x))
-        dist = self._dist(self.net(self._inputs(x), ctx, m))
+        ordering = self.training_ordering(step)
+        if ordering is not None:
+            ordering = ordering.to(self.device)
+        dist = self._dist(self.net(self._inputs(x), ctx, m, ordering))
         return -dist.log_prob(self._values(x)).sum(-1).mean()
 
     def _values(self, x: Tensor) -> Tensor:
