@@ -6,9 +6,11 @@ section, so scripts can be re-run independently and the file keeps every other t
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+import shutil
 import sys
 import time
 from datetime import date
@@ -16,7 +18,13 @@ from pathlib import Path
 
 import torch
 
+import dgm
+from dgm.core import checkpoint as ckpt
+from dgm.training import seed_everything
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
+# Trained benchmark models (checkpoints, finished rows); runs/ is not versioned.
+RUNS = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"
 
 
 def machine() -> str:
@@ -102,3 +110,41 @@ def update_results(section: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text)
+
+
+def cached_train(store: Path, key: str, make, train, valid, minutes: float, reuse: bool, **options):
+    """Train ``make()`` within ``minutes`` (run directory ``store/key``), or load it back with ``reuse``.
+
+    A checkpoint is reused only when its config equals that of a freshly built model, so changing a
+    setting retrains. Returns (model, info) with the training budget and what it achieved.
+    """
+    run = store / key
+    seed_everything(0)
+    model = make()
+    info_file = run / "benchmark.json"
+    if reuse and (run / ckpt.WEIGHTS).exists() and info_file.exists():
+        if ckpt.read_json(run / ckpt.CONFIG) == json.loads(json.dumps(model.config)):
+            info = ckpt.read_json(info_file)
+            print(f"{key}: reusing {run} ({info['steps']} steps, {info['train_min']:.1f} min)", flush=True)
+            return ckpt.load(run), info
+        print(f"{key}: {run} holds another config; training again", flush=True)
+    if run.exists():
+        shutil.rmtree(run)
+    t0 = time.perf_counter()
+    opts = {"epochs": 10_000, "batch_size": 100, "lr": 1e-3, "patience": None, **options}
+    res = dgm.train(model, train, valid, out=run, progress=False, max_minutes=minutes, seed=0, **opts)
+    info = {
+        "budget_min": minutes,
+        "train_min": (time.perf_counter() - t0) / 60,
+        "steps": res.steps,
+        "epochs": res.steps * opts["batch_size"] / len(train),
+        "best_valid_nll": res.best_valid_nll,
+    }
+    ckpt.write_json(info_file, info)
+    print(f"{key}: trained {info['steps']} steps in {info['train_min']:.1f} min, "
+          f"valid NLL {res.best_valid_nll:.2f}", flush=True)  # fmt: skip
+    return model, info
+
+
+def budget_text(info: dict) -> str:
+    return f"{info['budget_min']:g} min ({info['epochs']:.1f} epochs, valid NLL {info['best_valid_nll']:.1f})"

@@ -3,6 +3,7 @@ same training loop, same machine, in one run.
 
     DGM_DATA_DIR=../shared/data python -m benchmarks.flows_toy --peers .peers/bin/python
     python -m benchmarks.flows_toy --toys moons --models maf --epochs 50      (the MAF moons target row)
+    python -m benchmarks.flows_toy --toys digits --epochs 100 --section flows-digits   (dequantised digits)
     python -m benchmarks.flows_toy --smoke                                    (~1 min, RESULTS.md untouched)
 
 The peers live in their own environment (``benchmarks/peers/requirements.txt``), never in dgm's
@@ -59,6 +60,14 @@ DGM_OPTIONS = {
     "iaf": {},
     "gaussianization-flow": {},
 }
+# The 64-dimensional dequantised digits get wider networks; every library builds the same ones.
+ARCH_DIGITS = {
+    "nice": {"num_layers": 4, "hidden_sizes": [256, 256]},
+    "realnvp": {"num_layers": 6, "hidden_sizes": [256, 256]},
+    "maf": {"num_layers": 5, "hidden_sizes": [256]},
+    "iaf": {"num_layers": 5, "hidden_sizes": [256]},
+    "gaussianization-flow": {"num_layers": 6, "num_components": 20},
+}
 PEERS = Path(__file__).with_name("peers") / "flows_toy_peers.py"
 FIGURES = Path(__file__).with_name("figures")
 
@@ -69,14 +78,51 @@ def standardised(toy: str) -> dict[str, torch.Tensor]:
     return {s: standardize(x)[0] for s, x in splits.items()}
 
 
-def run_dgm(model_name: str, data: dict, args) -> dict:
+def dequantised_digits() -> dict:
+    """``digits-dequantized``: train keeps the integers and redraws u ~ U[0, 1)^64 every batch (for every
+    library); valid/test are dgm's fixed draws. All splits are then standardised with the mean/std of one
+    dequantised draw of train (the corner pixels are always 0, so unstandardised they live in [0, 1/17)).
+    ``offset`` takes an NLL on the standardised scale back to the integer scale x + u of the tables:
+    Σ log σ (the standardisation) + D · log 17 (the rescaling by 1/17)."""
+    from dataclasses import replace
+
+    from dgm.data.transforms import dequantization_log_det
+
+    splits = {s: dgm.data.load("digits-dequantized", s) for s in ("train", "valid", "test")}
+    train = splits["train"]
+    dequantize = train.transform
+    standardize = Standardize.fit(dequantize(train.x, torch.Generator().manual_seed(0)))
+
+    def transform(x, generator=None):
+        return standardize(dequantize(x, generator))[0]
+
+    D = train.num_dims
+    return {
+        "train": replace(train, transform=transform),
+        "train_integers": train.x.float(),
+        "valid": standardize(splits["valid"].x.float())[0],
+        "test": standardize(splits["test"].x.float())[0],
+        "mean": standardize.mean,
+        "std": standardize.std,
+        "levels": train.levels,
+        "offset": float(torch.log(standardize.std).sum()) + dequantization_log_det(D, train.levels),
+    }
+
+
+def architecture(model_name: str, toy: str) -> dict:
+    return dict((ARCH_DIGITS if toy == "digits" else ARCH)[model_name])
+
+
+def run_dgm(model_name: str, data: dict, args, toy: str = "moons") -> dict:
     seed_everything(0)
-    arch = dict(ARCH[model_name])
+    arch = architecture(model_name, toy)
     if "num_components" in arch:  # zuko's GF "components" are dgm's kernels per dimension and layer
         arch["num_kernels"] = arch.pop("num_components")
-    model = dgm.build(model_name, event_shape=(2,), **arch, **DGM_OPTIONS[model_name])
+    D = data["test"].shape[1]
+    model = dgm.build(model_name, event_shape=(D,), **arch, **DGM_OPTIONS[model_name])
     if hasattr(model, "initialize"):  # Gaussianization flow: kernel centres from data quantiles
-        model.initialize(data["train"])
+        x0 = data["train"]
+        model.initialize(x0 if isinstance(x0, torch.Tensor) else x0.transform(x0.x, torch.Generator()))
     t0 = time.perf_counter()
     res = dgm.train(
         model,
@@ -91,35 +137,43 @@ def run_dgm(model_name: str, data: dict, args) -> dict:
     )
     wall = time.perf_counter() - t0
     ev = dgm.evaluate(model, data["test"])
+    offset = data.get("offset", 0.0)
     return {
         "library": "dgm",
         "model": model_name,
         "params": model.num_parameters(),
         "epoch_s": statistics.median(r["epoch_time_s"] for r in res.history),
-        "valid_nll": res.best_valid_nll,
-        "test_nll": ev["nll"],
+        "valid_nll": res.best_valid_nll + offset,
+        "test_nll": ev["nll"] + offset,
         "test_stderr": ev["nll_stderr"],
         "wall_s": wall,
         "_model": model,
     }
 
 
-def run_peer(python: str, library: str, model_name: str, npz: Path, args) -> dict | None:
+def run_peer(python: str, library: str, model_name: str, npz: Path, args, toy: str = "moons") -> dict | None:
     spec = {
         "library": library,
         "model": model_name,
-        "arch": ARCH[model_name],
+        "arch": architecture(model_name, toy),
         "epochs": args.epochs,
         "lr": 1e-3,
         "batch_size": 100,
         "seed": 0,
         "threads": 1,
     }
+    offset = 0.0
+    if toy == "digits":  # the peer dequantises each training batch itself, as dgm's dataset does
+        spec["dequantize_levels"] = 17
+        offset = float(np.load(npz)["offset"])
     out = subprocess.run([python, str(PEERS), str(npz), json.dumps(spec)], capture_output=True, text=True)
     if out.returncode != 0:
         print(f"{library} {model_name}: failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
         return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("valid_nll", "test_nll"):
+        r[key] += offset
+    return r
 
 
 def density_plot(models: dict, data: torch.Tensor, path: Path, title: str) -> None:
@@ -155,7 +209,7 @@ COLUMNS = ["toy", "model", "library", "params", "time/epoch", "test NLL (nats)",
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--toys", default=",".join(TOYS))
+    p.add_argument("--toys", default=",".join(TOYS), help="2-D toys, and/or 'digits' (dequantised 8x8)")
     p.add_argument("--models", default=",".join(ARCH))
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--peers", help="python of the peers' environment (benchmarks/peers/requirements.txt)")
@@ -172,18 +226,24 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for toy in toys:
-            data = standardised(toy)
             npz = Path(tmp) / f"{toy}.npz"
-            np.savez(npz, **{s: x.numpy() for s, x in data.items()})
+            if toy == "digits":
+                data = dequantised_digits()
+                arrays = {"train": data["train_integers"], "valid": data["valid"], "test": data["test"]}
+                arrays |= {"mean": data["mean"], "std": data["std"], "offset": torch.tensor(data["offset"])}
+                np.savez(npz, **{s: x.numpy() for s, x in arrays.items()})
+            else:
+                data = standardised(toy)
+                np.savez(npz, **{s: x.numpy() for s, x in data.items()})
             trained = {}
             for m in models:
-                results = [run_dgm(m, data, args)]
+                results = [run_dgm(m, data, args, toy)]
                 trained[m] = results[0].pop("_model")
                 if args.peers:
                     for lib in ("nflows", "zuko"):
                         if lib == "nflows" and m == "gaussianization-flow":
                             continue  # nflows has no Gaussianization flow
-                        r = run_peer(args.peers, lib, m, npz, args)
+                        r = run_peer(args.peers, lib, m, npz, args, toy)
                         if r is not None:
                             results.append(r)
                 ours = results[0]["test_nll"]
@@ -201,7 +261,7 @@ def main():
                         }
                     )
                     print({k: v for k, v in rows[-1].items() if not k.startswith("_")}, flush=True)
-            if not args.smoke:
+            if not args.smoke and toy != "digits":
                 density_plot(
                     trained, data["test"], FIGURES / f"{args.section}_{toy}.png", f"{toy}: dgm flows"
                 )
@@ -213,6 +273,8 @@ def main():
 
 def report(rows: list[dict], args) -> str:
     dgm_rows = {(r["toy"], r["model"]): r["_r"] for r in rows if r["library"] == "dgm"}
+    models, toys = dict.fromkeys(r["model"] for r in rows), dict.fromkeys(r["toy"] for r in rows)
+    where = "dequantised 8×8 digits" if list(toys) == ["digits"] else f"the 2-D toys ({', '.join(toys)})"
     wins_nll = wins_time = total = 0
     for r in rows:
         if r["library"] == "dgm":
@@ -222,7 +284,7 @@ def report(rows: list[dict], args) -> str:
         wins_nll += ours["test_nll"] <= r["_r"]["test_nll"] + r["_r"]["test_stderr"]
         wins_time += ours["epoch_s"] <= r["_r"]["epoch_s"]
     lines = [
-        f"## Flows on the 2-D toys against nflows and zuko (issue #6), {args.epochs} epochs\n",
+        f"## {', '.join(models)} on {where} against nflows and zuko (issue #6), {args.epochs} epochs\n",
         "Each toy standardised (train mean/std), NLL in nats on the standardised scale, best-validation "
         "weights, one thread per process; same architecture, data, optimiser and epochs for every library "
         "(see the docstring of `benchmarks/flows_toy.py`). \"vs dgm\": the peer's test NLL minus dgm's "
@@ -243,7 +305,16 @@ def report(rows: list[dict], args) -> str:
             f"(Stanford CS236); target ≤ 1.19. dgm after {args.epochs} epochs: {nll:.3f} nats — "
             + ("met." if nll <= 1.19 else "not met.")
         )
-    lines.append(f"Density plots: `benchmarks/figures/{args.section}_<toy>.png`.")
+    if any(r["toy"] == "digits" for r in rows):
+        lines.append(
+            "digits: `digits-dequantized` (8×8, 17 levels, 1,257/180/360), u ~ U[0, 1)^64 redrawn every "
+            "training batch by every library, valid/test dequantised once; all splits standardised with "
+            "one dequantised draw of train. NLL in nats per image on the integer scale x + u (the "
+            "standardisation's Σ log σ and 64·log 17 added back for every library alike). Networks for "
+            f"64-D: {json.dumps(ARCH_DIGITS)}."
+        )
+    if any(r["toy"] != "digits" for r in rows):
+        lines.append(f"Density plots: `benchmarks/figures/{args.section}_<toy>.png`.")
     return "\n".join(lines)
 
 

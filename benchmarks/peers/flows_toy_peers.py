@@ -87,7 +87,16 @@ def build_zuko(model: str, arch: dict, D: int):
         maf = zuko.flows.MAF(D, transforms=L, hidden_features=hidden)
         return zuko.flows.Flow(zuko.flows.LazyInverse(maf.transform), maf.base)
     if model == "nice":
-        return zuko.flows.NICE(D, transforms=L, hidden_features=hidden)
+        # zuko's NICE uses affine couplings unless told otherwise (its docstring: "as in RealNVP"); NICE is
+        # additive couplings plus a final diagonal scaling (here an elementwise affine, D more parameters).
+        from zuko.lazy import UnconditionalTransform
+        from zuko.transforms import AdditiveTransform, MonotonicAffineTransform
+
+        nice = zuko.flows.NICE(
+            D, transforms=L, hidden_features=hidden, univariate=AdditiveTransform, shapes=[()]
+        )
+        scale = UnconditionalTransform(MonotonicAffineTransform, torch.zeros(D), torch.zeros(D))
+        return zuko.flows.Flow([*nice.transform.transforms, scale], nice.base)
     if model == "realnvp":
         return zuko.flows.RealNVP(D, transforms=L, hidden_features=hidden)
     if model == "gaussianization-flow":
@@ -102,6 +111,18 @@ def main():
     torch.set_num_threads(spec.get("threads", 1))
     train, valid, test = (torch.as_tensor(data[s], dtype=torch.float32) for s in ("train", "valid", "test"))
     D = train.shape[1]
+    levels = spec.get("dequantize_levels")
+    if levels:  # train holds integers: dequantise every batch afresh, then standardise, as dgm does
+        mean, std = (torch.as_tensor(data[s], dtype=torch.float32) for s in ("mean", "std"))
+
+        def batch_of(x):
+            v = torch.minimum(x + torch.rand(x.shape, generator=gen), torch.nextafter(x + 1, x))
+            return (v / levels - mean) / std
+    else:
+
+        def batch_of(x):
+            return x
+
     lib, model = spec["library"], spec["model"]
     if lib == "nflows":
         if model not in ("maf", "iaf", "nice", "realnvp"):
@@ -127,7 +148,7 @@ def main():
         perm = torch.randperm(len(train), generator=gen)
         t0 = time.perf_counter()
         for i in range(0, len(train), B):
-            loss = -log_prob(train[perm[i : i + B]]).mean()
+            loss = -log_prob(batch_of(train[perm[i : i + B]])).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(flow.parameters(), 100.0)
