@@ -1,5 +1,7 @@
 """The command line end to end on tiny settings, including its error paths."""
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -7,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import dgm
 from dgm.cli import main
 
 
@@ -276,3 +279,147 @@ def test_vae_run_directory_has_latent_grids(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0, err
     assert all((out / name).stat().st_size > 0 for name in ("reconstructions.png", "interpolations.png"))
+
+
+# ---------------------------------------------------------------------------- superres, denoise, purify
+TINY_PIXEL = ["--channels", "4", "--num-layers", "1", "--kernel-size", "3", "--first-kernel-size", "3",
+              "--output-channels", "4"]  # fmt: skip
+QUICK = ["--epochs", "1", "--num-train", "100", "--num-samples", "4", "--no-progress"]
+
+
+def _quiet(*argv):
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(list(argv))
+    assert code == 0, argv
+
+
+@pytest.fixture(scope="module")
+def task_runs(tmp_path_factory):
+    """Tiny runs for the tasks: an image-conditioned gated PixelCNN (8x8 digits given their 4x4
+    average pooling), a categorical(17) gated PixelCNN, a RealNVP on dequantised digits, an FVSBN."""
+    root = tmp_path_factory.mktemp("task_runs")
+    pixel = ["gated-pixelcnn", *TINY_PIXEL, *QUICK]
+    _quiet("train", *pixel, "--data", "digits-binary", "--context-shape", "1,4,4", "--out", str(root / "sr"))
+    _quiet("train", *pixel, "--data", "digits", "--out", str(root / "pc"))
+    flow = ["--num-layers", "2", "--hidden-sizes", "16", *QUICK]
+    _quiet("train", "realnvp", "--data", "digits-dequantized", *flow, "--out", str(root / "flow"))
+    _quiet("train", "fvsbn", "--data", "digits-binary", *QUICK, "--out", str(root / "fvsbn"))
+    return root
+
+
+def one_line_error(code, err, message):
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["superres", "denoise", "purify"])
+def test_new_task_subcommands_have_help_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "example" in out and f"dgm {command}" in out
+
+
+def test_image_conditioned_run_trains_evaluates_and_samples(task_runs, capsys, tmp_path):
+    run_dir = task_runs / "sr"
+    info = json.loads((run_dir / "run.json").read_text())["data"]
+    assert info["low_resolution_factor"] == 2 and (run_dir / "samples.png").is_file()
+    results = json.loads((run_dir / "results.json").read_text())["test"]
+    assert results["likelihood_of"] == "inputs given the context, log p(x | context)"
+    code, out, err = run(capsys, "eval", str(run_dir))
+    assert code == 0 and f"{results['nll']:.3f}" in out, err
+    code, out, err = run(capsys, "sample", str(run_dir), "-n", "3", "--out", str(tmp_path / "s.npy"))
+    assert code == 0 and "average-pooled" in out, err
+    arr = np.load(tmp_path / "s.npy")
+    assert arr.shape == (3, 1, 8, 8) and set(np.unique(arr)) <= {0.0, 1.0}
+    code, out, err = run(capsys, "inpaint", str(run_dir), "--mask", "bottom-half", "-n", "2", "-k", "2",
+                         "--out", str(tmp_path / "c.npy"))  # fmt: skip
+    assert code == 0 and "downsampling" in out, err
+    completions, data = np.load(tmp_path / "c.npy"), dgm.data.load("digits-binary", "test").x[:2].numpy()
+    assert (completions[:, :, 0, :4].reshape(2, 2, 32) == data[:, None, :32]).all()  # top half kept
+
+
+def test_superres_writes_samples_figures_and_grid(task_runs, capsys, tmp_path):
+    out = tmp_path / "sr"
+    code, text, err = run(capsys, "superres", str(task_runs / "sr"), "-n", "3", "-k", "2", "--out", str(out))
+    assert code == 0, err
+    assert "factor 2 (8x8 -> 4x4)" in text and "consistency error" in text and "conditional NLL = " in text
+    assert np.load(out / "superres.npy").shape == (3, 2, 1, 8, 8)
+    figures = json.loads((out / "superres.json").read_text())
+    assert figures["factor"] == 2 and figures["context_shape"] == [1, 4, 4] and figures["exact"]
+    assert 0 <= figures["consistency_error"] <= 1 and figures["conditional_nll"] > 0
+    assert (out / "superres.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_denoise_a_flow_and_a_binary_model(task_runs, capsys, tmp_path):
+    out = tmp_path / "flow"
+    code, text, err = run(capsys, "denoise", str(task_runs / "flow"), "--noise", "gaussian:0.1", "-n", "3",
+                          "--num-samples", "2", "--steps", "6", "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    assert "flow-latent" in text and "PSNR" in text
+    assert np.load(out / "samples.npy").shape == (3, 2, 64) and np.load(out / "mean.npy").shape == (3, 64)
+    assert (out / "denoise.png").is_file() and np.load(out / "noisy.npy").shape == (3, 64)
+    code, text, err = run(capsys, "denoise", str(task_runs / "fvsbn"), "--noise", "flip:0.1", "-n", "3",
+                          "--num-samples", "2", "--steps", "2")  # fmt: skip
+    assert code == 0, err
+    out = task_runs / "fvsbn" / "denoise"  # the default: RUN/denoise
+    assert "flip-mh" in text and "values wrong" in text
+    samples = np.load(out / "samples.npy")
+    assert samples.shape == (3, 2, 64) and set(np.unique(samples)) <= {0.0, 1.0}
+    assert all((out / f).is_file() for f in ("denoise.png", "mean.npy", "noisy.npy"))
+
+
+def test_purify_trains_a_classifier_attacks_and_purifies(task_runs, capsys, tmp_path):
+    out = tmp_path / "p"
+    code, text, err = run(capsys, "purify", str(task_runs / "pc"), "--train-classifier",
+                          "--classifier-minutes", "0.002", "--attack", "fgsm", "--eps", "0.1", "-n", "4",
+                          "--num-train-scores", "20", "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    assert "fgsm" in text and "AUROC" in text and "purified" in text
+    for name in ("report.json", "attacked.npy", "purified.npy", "purify.png"):
+        assert (out / name).is_file(), name
+    assert {p.name for p in (out / "classifier").iterdir()} == {"classifier.json", "classifier.safetensors"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["rows"][0]["attack"] == "fgsm" and report["rows"][0]["eps"] == 0.1
+    attacked, purified = np.load(out / "attacked.npy"), np.load(out / "purified.npy")
+    assert attacked.shape == purified.shape == (4, 1, 8, 8)
+    # Purification with eps_defend = 0.1 moves each of 17 levels by at most floor(0.1 * 16) = 1.
+    assert np.abs(purified - attacked).max() <= 1 and (purified == np.round(purified)).all()
+    code, text, err = run(capsys, "purify", str(task_runs / "pc"), "--classifier", str(out / "classifier"),
+                          "--attack", "pgd", "--pgd-steps", "2", "--eps", "0.2", "-n", "2",
+                          "--num-train-scores", "10", "--out", str(tmp_path / "p2"))  # fmt: skip
+    assert code == 0 and "pgd" in text, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["purify", "pc", "--train-classifier", "--eps", "1.5"], "--eps must lie in [0, 1]"),
+        (["purify", "pc", "--train-classifier", "--eps-defend", "nan"], "--eps-defend must lie in [0, 1]"),
+        (["purify", "fvsbn", "--train-classifier"], "purify needs a model of images of integer levels"),
+        (["purify", "pc", "--classifier", "nowhere"], "nowhere"),
+        (["superres", "sr", "--factor", "3"], "--factor 3 does not divide the image size 8x8"),
+        (["superres", "sr", "--factor", "4"], "use --factor 2"),
+        (["superres", "fvsbn"], "not conditioned on an image"),
+        (["denoise", "flow", "--noise", "salt:0.1"], "unknown noise 'salt:0.1'"),
+        (["denoise", "flow", "--noise", "gaussian:x"], "needs a number after the colon"),
+        (["denoise", "fvsbn", "--noise", "flip:0.7"], "flip noise rate must be in (0, 0.5)"),
+        (["denoise", "fvsbn", "--noise", "gaussian:0.1"], "needs a real-valued model"),
+        (["denoise", "fvsbn", "--noise", "flip:0.1", "--steps", "2", "--burn-in", "5"], "--burn-in must be"),
+    ],
+)
+def test_task_errors_are_one_line_and_write_nothing(argv, message, task_runs, capsys, tmp_path):
+    command, run_name, *rest = argv
+    out = tmp_path / "out"
+    code, _, err = run(capsys, command, str(task_runs / run_name), *rest, "--out", str(out))
+    one_line_error(code, err, message)
+    assert not out.exists()
+
+
+def test_task_out_must_be_a_directory(task_runs, capsys, tmp_path):
+    code, _, err = run(capsys, "superres", str(task_runs / "sr"), "--out", str(tmp_path / "x.png"))
+    one_line_error(code, err, "--out is a directory")
+    (tmp_path / "file").write_text("")
+    code, _, err = run(capsys, "denoise", str(task_runs / "flow"), "--noise", "gaussian:0.1", "--out",
+                       str(tmp_path / "file"))  # fmt: skip
+    one_line_error(code, err, "--out must be a directory")

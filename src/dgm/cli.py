@@ -1,5 +1,5 @@
 """The ``dgm`` command line (DESIGN.md §7): models, datasets, download, train, eval, sample, and the tasks
-inpaint, anomaly, classify.
+inpaint, superres, denoise, anomaly, classify, purify.
 
 Every error a user can cause is one line on stderr and exit status 2 (130 when interrupted).
 """
@@ -47,6 +47,32 @@ EXAMPLES = {
         "autoregressive (exact: observed values first in the ordering; order-agnostic MADE reorders),\n"
         "enumeration (tiny discrete models), gibbs (discrete), metropolis (real-valued)."
     ),
+    "superres": (
+        "examples:\n"
+        "  dgm train gated-pixelcnn --data binarized-mnist --context-shape 1,7,7 --out runs/gated-superres\n"
+        "  dgm superres runs/gated-superres -n 8 -k 4 --out superres\n"
+        "  dgm superres runs/gated-superres --data binarized-mnist --split valid -n 16\n\n"
+        "The run must hold a model conditioned on an image: pixelcnn / gated-pixelcnn trained with\n"
+        "--context-shape 1,7,7 (factor 4 on 28x28) or 1,14,14 (factor 2); --factor defaults to the one\n"
+        "the model was trained with. Each image x is average-pooled by the factor (fraction of ones per\n"
+        "block), samples are drawn from p(x | low-res), and the command reports the exact conditional NLL\n"
+        "-log p(x | low-res) and the consistency error mean |downsample(sample) - low-res|. Written to\n"
+        "--out DIR (default: the run directory): superres.png (columns: images; rows: low-res input\n"
+        "upsampled, the samples, the true image), superres.npy (samples, (N, S, C, H, W)), superres.json."
+    ),
+    "denoise": (
+        "examples:\n"
+        "  dgm denoise runs/realnvp-mnist --noise gaussian:0.1 --num-samples 8 --steps 500 --out denoised\n"
+        "  dgm denoise runs/vae --data binarized-mnist --noise flip:0.1 -n 16\n"
+        "  dgm denoise runs/nade --noise flip:0.05 --steps 20 --method flip-mh\n\n"
+        "Posterior sampling p(x | y) ∝ p(x) p(y | x) with the run's model as the prior p(x).\n"
+        "noise: gaussian:SIGMA (y = x + SIGMA·N(0, 1), real-valued models, SIGMA in data units) or\n"
+        "flip:RATE (each binary value flipped with probability RATE < 0.5, binary models).\n"
+        "methods (auto picks the first that applies): flow-latent (MALA on a flow's latent), vae-latent\n"
+        "(MALA on a VAE's latent), flip-mh (Metropolis single flips, binary), mala (data space).\n"
+        "Written to --out DIR (default: RUN/denoise): denoise.png (rows: examples; columns: clean, noisy,\n"
+        "posterior mean, samples), noisy.npy, mean.npy, samples.npy ((N, S, ...)); PSNR is printed."
+    ),
     "anomaly": (
         "examples:\n"
         "  dgm anomaly runs/pixelcnn --out noise\n"
@@ -73,6 +99,22 @@ EXAMPLES = {
         "per class (run i is class i). --data: one labelled dataset, or one DATA per class (labels = which\n"
         "one). --against DATA: one unconditional model tells its own data from DATA by a threshold on\n"
         "NLL per value (fit on half of each source, accuracy on the other half). DATA as in `dgm anomaly`."
+    ),
+    "purify": (
+        "examples:\n"
+        "  dgm purify runs/pixelcnn256 --train-classifier --attack pgd --eps 0.1 --num 100 --out purify\n"
+        "  dgm purify runs/pixelcnn256 --classifier purify/classifier --attack fgsm --eps 0.3 --out p2\n"
+        "  dgm purify runs/pixelcnn256 --classifier purify/classifier --eps 0.2 --eps-defend 0.3\n\n"
+        "PixelDefend (Song et al. 2018): the classifier is attacked in L-inf on the [0, 1] scale (FGSM, or\n"
+        "PGD with a random start), the attacked images are quantised to the model's levels inside the ball,\n"
+        "scored by bits/dim (AUROC against the clean images; p-values against training images), and\n"
+        "purified: each pixel in raster order set to the most probable level within eps_defend of it under\n"
+        "the model's conditional. Needs an unconditional model with exact conditionals on categorical(k)\n"
+        "images (pixelcnn, gated-pixelcnn, pixelrnn). The attacks are non-adaptive: Athalye et al. 2018\n"
+        "broke PixelDefend with attacks through the purifier (BPDA). --classifier DIR holds\n"
+        "classifier.json + classifier.safetensors (no pickle), which --train-classifier writes to\n"
+        "OUT/classifier. Written to --out DIR (default: RUN/purify): report.json, attacked.npy,\n"
+        "purified.npy (integer levels), purify.png (rows: clean, attacked, purified)."
     ),
 }
 
@@ -217,6 +259,51 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir")
 
     s = sub.add_parser(
+        "superres",
+        help="super-resolution: sample images consistent with a downsampled one, p(x | low-res)",
+        epilog=EXAMPLES["superres"],
+        formatter_class=fmt,
+    )
+    s.add_argument("run_dir")
+    s.add_argument(
+        "--data", help="images to downsample (DATA as in `dgm anomaly`; default: the run's dataset)"
+    )
+    s.add_argument("--split", default="test")
+    s.add_argument(
+        "--factor", type=int, help="downsampling factor (default: the model's, H / context height)"
+    )
+    s.add_argument("-n", "--num-examples", type=int, default=8, help="images to super-resolve")
+    s.add_argument("-k", "--num-samples", type=int, default=4, help="samples per image")
+    s.add_argument("--out", metavar="DIR", help="output directory (default: the run directory)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--data-dir")
+
+    s = sub.add_parser(
+        "denoise",
+        help="posterior sampling of clean data given noisy data: p(x | y) ∝ p(x) p(y | x); PSNR",
+        epilog=EXAMPLES["denoise"],
+        formatter_class=fmt,
+    )
+    s.add_argument("run_dir")
+    s.add_argument("--noise", required=True, help="gaussian:SIGMA (real-valued models) or flip:RATE (binary)")
+    s.add_argument(
+        "--data", help="clean data to corrupt (DATA as in `dgm anomaly`; default: the run's dataset)"
+    )
+    s.add_argument("--split", default="test")
+    s.add_argument("-n", "--num-examples", type=int, default=8, help="examples to corrupt and denoise")
+    s.add_argument("--num-samples", type=int, default=8, help="chains (posterior samples) per example")
+    s.add_argument("--steps", type=int, help="MCMC steps per chain (default 500 MALA, 20 sweeps flip-mh)")
+    s.add_argument(
+        "--burn-in", type=int, help="steps adapting the step size, left out of the mean (default half)"
+    )
+    s.add_argument("--method", default="auto", help="auto, flow-latent, vae-latent, flip-mh, mala")
+    s.add_argument("--out", metavar="DIR", help="output directory (default: RUN/denoise)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--data-dir")
+
+    s = sub.add_parser(
         "anomaly",
         help="out-of-distribution detection: NLL, likelihood ratio, typicality; AUROC/AUPR",
         epilog=EXAMPLES["anomaly"],
@@ -256,6 +343,34 @@ def _parser() -> argparse.ArgumentParser:
         help="class prior: auto = the model's own (naive Bayes), else train-label frequencies, else uniform",
     )
     s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--data-dir")
+
+    s = sub.add_parser(
+        "purify",
+        help="adversarial attacks on a classifier, detection by bits/dim, PixelDefend purification",
+        epilog=EXAMPLES["purify"],
+        formatter_class=fmt,
+    )
+    s.add_argument("run_dir", metavar="RUN")
+    which = s.add_mutually_exclusive_group(required=True)
+    which.add_argument("--classifier", metavar="DIR", help="classifier.json + classifier.safetensors")
+    which.add_argument(
+        "--train-classifier", action="store_true", help="train a SmallCNN on the run's data; saved to OUT"
+    )
+    s.add_argument("--classifier-minutes", type=float, default=2.0, help="--train-classifier wall budget")
+    s.add_argument("--attack", choices=["fgsm", "pgd"], default="pgd")
+    s.add_argument("--eps", type=float, default=0.1, help="attack radius on the [0, 1] scale")
+    s.add_argument("--eps-defend", type=float, help="purification radius (default: --eps)")
+    s.add_argument("--pgd-steps", type=int, default=40)
+    s.add_argument("-n", "--num", type=int, default=100, help="images attacked and purified")
+    s.add_argument(
+        "--num-train-scores", type=int, default=1000, help="training images the p-values compare with"
+    )
+    s.add_argument("--split", default="test")
+    s.add_argument("--out", metavar="DIR", help="output directory (default: RUN/purify)")
+    s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
     s.add_argument("--data-dir")
@@ -372,6 +487,41 @@ def _class_cycle(model, n: int):
     return torch.arange(n, device=model.device) % classes
 
 
+def _superres_factor(model) -> int | None:
+    """The downsampling factor f of a model conditioned on an image (``context_shape`` [C, H/f, W/f]),
+    None for every other model."""
+    shape = getattr(model, "context_shape", None)
+    if shape is None:
+        return None
+    C, H, W = model.event_shape
+    c, h, w = shape
+    f = H // h
+    if c != C or H % h or W % w or W // w != f:
+        raise ConfigError(
+            f"{model.name}: context_shape={list(shape)} is not a downsampled {C}x{H}x{W} image; the CLI "
+            f"conditions on [C, H/f, W/f] for a factor f that divides H and W, e.g. [{C}, {H // 2}, {W // 2}]"
+        )
+    return f
+
+
+def _low_resolution(ds, model):
+    """``ds`` with y = its images average-pooled to the model's context (image-conditioned models: the
+    trainer and ``evaluate`` pass y as the context), else ``ds`` unchanged."""
+    factor = _superres_factor(model)
+    if factor is None:
+        return ds
+    from dgm.tasks.superres import low_resolution
+
+    return low_resolution(ds, factor)
+
+
+def _cycle(t, n: int):
+    """The first n rows of t, repeated from the start when t has fewer."""
+    import torch
+
+    return t[torch.arange(n) % len(t)]
+
+
 def cmd_models(args) -> None:
     from dgm.core.registry import get_entry, list_models
 
@@ -463,6 +613,10 @@ def cmd_train(args, extra: list[str]) -> None:
     )
     seed_everything(args.seed)  # before building, so initial weights follow the seed
     model = dgm.build(args.model, **model_opts)
+    factor = _superres_factor(model)
+    if factor is not None:
+        # An image-conditioned model (--context-shape C,h,w) learns p(x | low-res x): super-resolution.
+        train_ds, valid_ds = _low_resolution(train_ds, model), _low_resolution(valid_ds, model)
     print(
         f"model {args.model}: {model.num_parameters():,} parameters; data {args.data}: "
         f"{len(train_ds)} train / {len(valid_ds)} valid, event shape {tuple(event_shape)}, {train_ds.support}"
@@ -474,6 +628,7 @@ def cmd_train(args, extra: list[str]) -> None:
             "event_shape": list(event_shape),
             "num_train": args.num_train,
             **_data_info(train_ds),
+            **({"low_resolution_factor": factor} if factor is not None else {}),
         },
         "command": " ".join(["dgm", *args.argv]),
     }
@@ -509,7 +664,7 @@ def cmd_train(args, extra: list[str]) -> None:
         + (" (stopped early)" if result.stopped_early else "")
     )
     test_ds = _load_split(args.data, "test", args.data_dir, False, data_opts, event_shape)
-    res = evaluate(model, test_ds)
+    res = evaluate(model, _low_resolution(test_ds, model))
     _update_results(out, "test", res)
     print(_fmt_result(res))
     if getattr(model, "discriminative", False):
@@ -517,7 +672,9 @@ def cmd_train(args, extra: list[str]) -> None:
         return
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     num = args.num_samples or {"points": 2000, "text": 4}.get(train_ds.kind, 64)
-    samples = model.sample(num, context=_class_cycle(model, num), generator=gen)
+    # Image-conditioned: samples given the low-resolution validation images (`dgm superres` shows both).
+    context = _class_cycle(model, num) if factor is None else _cycle(valid_ds.y, num).to(model.device)
+    samples = model.sample(num, context=context, generator=gen)
     path = save_samples(
         samples,
         out / "samples.png",
@@ -571,6 +728,7 @@ def cmd_eval(args) -> None:
     ds = _load_split(
         info["name"], args.split, args.data_dir, False, info.get("options", {}), model.event_shape
     )
+    ds = _low_resolution(ds, model)  # image-conditioned models: log p(x | low-res x)
     kw = {"num_samples": args.num_samples} if args.num_samples is not None else {}
     if args.num_samples is not None and model.exact:
         raise ConfigError(
@@ -621,17 +779,30 @@ def cmd_sample(args) -> None:
         raise ConfigError(f"-n must be at least 1, got {n}")
     if getattr(model, "discriminative", False):
         raise ConfigError(f"{model.name} is discriminative (it models p(y | x)): it has no samples to draw")
+    out = Path(args.out) if args.out else run_dir / "samples.png"
+    if out.suffix not in (".png", ".txt", ".npy"):
+        raise ConfigError(f"--out must end in .png, .txt or .npy, got {out.name!r}")
+    context, note = _class_cycle(model, n), ""
+    factor = _superres_factor(model)
+    if factor is not None:
+        # Samples of p(x | h) need an h: the low-resolution versions of the run's validation images,
+        # as the samples.png of `dgm train` (same seed, same samples).
+        valid = _load_split(
+            info["name"], "valid", args.data_dir, False, info.get("options", {}), model.event_shape
+        )
+        context = _cycle(_low_resolution(valid, model).y, n).to(model.device)
+        note = (
+            f" (given the {'x'.join(map(str, model.context_shape[1:]))} average-pooled versions of the "
+            f"first {min(n, len(valid))} {info['name']}/valid images; `dgm superres` shows them side by side)"
+        )
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     with torch.no_grad():
-        samples = model.sample(n, context=_class_cycle(model, n), generator=gen)
-    out = Path(args.out) if args.out else run_dir / "samples.png"
+        samples = model.sample(n, context=context, generator=gen)
     if out.suffix == ".npy":
         path = _save_npy(out, samples.cpu().numpy())
-    elif out.suffix in (".png", ".txt"):
-        path = save_samples(samples, out, info, model=model, title=f"{model.name}: {n} samples")
     else:
-        raise ConfigError(f"--out must end in .png, .txt or .npy, got {out.name!r}")
-    print(f"{n} samples written to {path}")
+        path = save_samples(samples, out, info, model=model, title=f"{model.name}: {n} samples")
+    print(f"{n} samples written to {path}{note}")
 
 
 # ---------------------------------------------------------------------------- tasks (dgm.tasks)
@@ -698,6 +869,17 @@ def _check_data(model, x, what: str):
         raise type(e)(f"{what}: {e}" if not str(e).startswith(what) else str(e)) from None
 
 
+def _out_dir(out, default: Path) -> Path:
+    """The output directory of a task that writes several files. It is created only when there is
+    something to write, so that a command that fails leaves nothing behind."""
+    path = Path(out) if out else default
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out must be a directory, got the file {path}")
+    if not path.exists() and path.suffix.lower() in (".png", ".npy", ".txt", ".json", ".csv"):
+        raise ConfigError(f"--out is a directory (the command writes several files in it), got {path.name!r}")
+    return path
+
+
 def cmd_inpaint(args) -> None:
     import torch
 
@@ -717,6 +899,15 @@ def cmd_inpaint(args) -> None:
                 f"{model.name} is class-conditional but {ds.name} has no labels to condition on"
             )
         context = ds.y.long().to(model.device)
+    factor = _superres_factor(model)
+    if factor is not None:  # image-conditioned (super-resolution) model: given each image's low-res version
+        from dgm.tasks.superres import downsample
+
+        context = downsample(x, factor, str(model.support)).to(model.device)
+        print(
+            f"{model.name} is conditioned on an image: each example is inpainted given its "
+            f"{factor}x downsampling"
+        )
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     mask = parse_mask(args.mask, model.event_shape, ds.image_shape, torch.Generator().manual_seed(args.seed))
     out = Path(args.out) if args.out else None
@@ -834,6 +1025,157 @@ def _inpaint_grid(x, res, ds, out: Path, model) -> None:
         value_range=(0.0, 1.0),
         nrow=s + 2,
         title=f"{model.name}: original | masked (red) | {res.method} completions",
+    )
+
+
+def cmd_superres(args) -> None:
+    import torch
+
+    from dgm.core.checkpoint import write_json
+    from dgm.tasks.superres import evaluate_super_resolution, superres_grid
+
+    _positive("-n", args.num_examples)
+    _positive("-k", args.num_samples)
+    _positive("--factor", args.factor)
+    out = _out_dir(args.out, Path(args.run_dir))
+    model, info = _load_run(args.run_dir, args.device)
+    if getattr(model, "context_shape", None) is None:
+        raise ConfigError(
+            f"{model.name} is not conditioned on an image: super-resolution needs a pixelcnn or "
+            "gated-pixelcnn trained with --context-shape C,h,w (e.g. 1,7,7 for factor 4 on 28x28)"
+        )
+    C, H, W = model.event_shape
+    factor = _superres_factor(model)
+    if args.factor is not None and args.factor != factor:
+        if H % args.factor or W % args.factor:
+            raise ConfigError(f"--factor {args.factor} does not divide the image size {H}x{W}")
+        raise ConfigError(
+            f"--factor {args.factor} gives {H // args.factor}x{W // args.factor} inputs but {model.name} is "
+            f"conditioned on {H // factor}x{W // factor} (context_shape={list(model.context_shape)}): "
+            f"use --factor {factor}"
+        )
+    ds = _task_data(args.data, model, info, args.split, args.data_dir, seed=args.seed).take(args.num_examples)
+    x = _check_data(model, ds.x, f"{ds.name}/{ds.split}")
+    gen = torch.Generator(device=model.device).manual_seed(args.seed)
+    print(
+        f"{model.name} on {ds.name}/{ds.split}: {len(x)} images, factor {factor} "
+        f"({H}x{W} -> {H // factor}x{W // factor}), {args.num_samples} samples each"
+    )
+    model.eval()
+    res = evaluate_super_resolution(model, x, factor, args.num_samples, generator=gen)
+    print(f"super-resolution: {res.describe()}")
+    nll = -res.log_prob.double().cpu()
+    figures = {
+        "model": model.name,
+        "run": str(args.run_dir),
+        "data": ds.name,
+        "split": ds.split,
+        "binarization": ds.binarization,
+        "num_examples": len(x),
+        "num_samples": args.num_samples,
+        "factor": factor,
+        "context_shape": list(model.context_shape),
+        "conditional_nll": nll.mean().item(),
+        "conditional_nll_stderr": nll.std().item() / len(nll) ** 0.5 if len(nll) > 1 else None,
+        "exact": res.exact,
+        "consistency_error": res.consistency,
+        "consistency_error_per_example": res.consistency_per_example.cpu().tolist(),
+        "sampling_seconds": res.seconds,
+        "seed": args.seed,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    superres_grid(
+        res.low,
+        res.samples,
+        factor,
+        out / "superres.png",
+        truth=x,
+        support=str(model.support),
+        title=f"{model.name}: low-res input, {args.num_samples} samples, true image",
+    )
+    _save_npy(out / "superres.npy", res.samples.cpu().numpy())
+    write_json(out / "superres.json", figures)
+    print(
+        f"written to {out}: superres.png (columns: images; rows: low-res input, {args.num_samples} "
+        f"sample(s), true image), superres.npy ({len(x)}, {args.num_samples}, {C}, {H}, {W}), superres.json"
+    )
+
+
+def cmd_denoise(args) -> None:
+    import torch
+
+    from dgm.tasks.denoising import DEFAULT_STEPS, add_noise, denoise, parse_noise, psnr, select_method
+
+    _positive("-n", args.num_examples)
+    _positive("--num-samples", args.num_samples)
+    _positive("--steps", args.steps)
+    noise = parse_noise(args.noise)  # a bad spec fails before the model and data are loaded
+    out = _out_dir(args.out, Path(args.run_dir) / "denoise")
+    model, info = _load_run(args.run_dir, args.device)
+    method = select_method(model, noise, args.method)  # gaussian noise on a binary model fails here
+    steps = args.steps or DEFAULT_STEPS[method]
+    if args.burn_in is not None and not 0 <= args.burn_in < steps:
+        raise ConfigError(
+            f"--burn-in must be in 0..{steps - 1} (fewer than the {steps} steps), got {args.burn_in}"
+        )
+    ds = _task_data(args.data, model, info, args.split, args.data_dir, seed=args.seed).take(args.num_examples)
+    x = _check_data(model, ds.x, f"{ds.name}/{ds.split}").float()
+    gen = torch.Generator(device=model.device).manual_seed(args.seed)
+    y = add_noise(x.cpu(), noise, generator=torch.Generator().manual_seed(args.seed + 1))  # same y anywhere
+    print(f"{model.name} on {ds.name}/{ds.split}: {len(x)} examples corrupted with {noise.spec}")
+    res = denoise(
+        model,
+        y.to(model.device),
+        noise,
+        num_samples=args.num_samples,
+        num_steps=args.steps,
+        burn_in=args.burn_in,
+        generator=gen,
+        method=method,
+    )
+    print(f"denoising: {res.describe()}")
+    # PSNR on the data's own scale: [0, 1] for dequantised and binary data, 0..k-1 for categorical(k)
+    k = model.support.num_categories
+    data_range = float(k - 1) if k else 1.0
+    clean = x.cpu()
+    noisy, post = psnr(clean, y, data_range), res.psnr(clean, data_range)
+    one = psnr(clean, res.samples[:, 0].cpu(), data_range)
+    print(
+        f"PSNR (dB, range {data_range:g}, mean over {len(x)} examples): noisy {noisy.mean:.2f}, "
+        f"posterior mean {post.mean:.2f}, one posterior sample {one.mean:.2f}"
+    )
+    if model.support.kind == "binary":
+        wrong_noisy = 100 * (y != clean).float().mean().item()
+        wrong_mean = 100 * ((res.mean.cpu() > 0.5).float() != clean).float().mean().item()
+        print(f"values wrong: noisy {wrong_noisy:.2f}%, posterior mean > 1/2 {wrong_mean:.2f}%")
+    out.mkdir(parents=True, exist_ok=True)
+    written = ["noisy.npy", "mean.npy", f"samples.npy (N, {args.num_samples}, ...)"]
+    if ds.image_shape is not None or len(model.event_shape) == 3:
+        _denoise_grid(clean, res, ds, out / "denoise.png", model, data_range)
+        written.insert(0, "denoise.png (rows: examples; columns: clean, noisy, posterior mean, samples)")
+    _save_npy(out / "noisy.npy", y.numpy())
+    _save_npy(out / "mean.npy", res.mean.cpu().numpy())
+    _save_npy(out / "samples.npy", res.samples.cpu().numpy())
+    print(f"written to {out}: " + ", ".join(written))
+
+
+def _denoise_grid(x, res, ds, path: Path, model, data_range: float) -> None:
+    import torch
+
+    from dgm.viz import image_grid
+
+    n, s = res.samples.shape[:2]
+    shape = tuple(ds.image_shape or model.event_shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    cols = [x.cpu(), res.noisy.cpu(), res.mean.cpu()] + [res.samples[:, j].cpu() for j in range(min(s, 4))]
+    rows = torch.stack([c.reshape(n, -1).float() for c in cols], 1)  # (n, columns, D)
+    image_grid(
+        rows.reshape(-1, *shape).clamp(0, data_range),
+        path,
+        value_range=(0.0, data_range),
+        nrow=len(cols),
+        title=f"{model.name}, {res.noise.spec}: clean | noisy | posterior mean | {res.method} samples",
     )
 
 
@@ -1000,6 +1342,135 @@ def cmd_classify(args) -> None:
     print("per class: " + ", ".join(f"{c}: {int(right[c])}/{int(counts[c])}" for c in range(C) if counts[c]))
 
 
+def cmd_purify(args) -> None:
+    import torch
+
+    from dgm.core.checkpoint import write_json
+    from dgm.tasks.purification import (
+        SmallCNN,
+        _conditionals,
+        bits_per_dim,
+        defend,
+        load_classifier,
+        save_classifier,
+        train_classifier,
+    )
+    from dgm.viz import image_grid
+
+    _positive("-n", args.num)
+    _positive("--pgd-steps", args.pgd_steps)
+    _positive("--num-train-scores", args.num_train_scores)
+    _positive("--batch-size", args.batch_size)
+    for name, value in (("--eps", args.eps), ("--eps-defend", args.eps_defend)):
+        if value is not None and not 0 <= value <= 1:  # NaN fails too
+            raise ConfigError(f"{name} must lie in [0, 1] (the [0, 1] pixel scale), got {value}")
+    if not args.classifier_minutes > 0:
+        raise ConfigError(f"--classifier-minutes must be positive, got {args.classifier_minutes}")
+    out = _out_dir(args.out, Path(args.run_dir) / "purify")
+    model, info = _load_run(args.run_dir, args.device)
+    if model.support.kind != "categorical" or len(model.event_shape) != 3:
+        raise ConfigError(
+            f"purify needs a model of images of integer levels (support categorical(k), event shape "
+            f"(C, H, W)); {model.name} has support {model.support} and event shape {tuple(model.event_shape)}"
+        )
+    if model.conditional:
+        raise ConfigError(f"{model.name} is conditional; purify uses an unconditional model p(x)")
+    _conditionals(model)  # a model without exact conditionals fails here, before any work
+    k = model.support.num_categories
+    ds = _task_data(None, model, info, args.split, args.data_dir, seed=args.seed).take(args.num)
+    if ds.y is None:
+        raise ConfigError(f"{ds.name} has no labels: the attacks need the true classes")
+    x = _check_data(model, ds.x, f"{ds.name}/{ds.split}")
+    y = ds.y.long()
+    train = _task_data(None, model, info, "train", args.data_dir, seed=args.seed)
+    if args.train_classifier:
+        if train.y is None:
+            raise ConfigError(f"{train.name}/train has no labels to train a classifier on")
+        num_classes = max(int(train.y.max()) + 1, int(y.max()) + 1 if len(y) else 0)
+        classifier = SmallCNN(image_shape=list(model.event_shape), num_classes=num_classes).to(model.device)
+    else:
+        classifier = load_classifier(args.classifier, device=model.device)
+        if tuple(classifier.image_shape) != tuple(model.event_shape):
+            raise ConfigError(
+                f"the classifier takes images of shape {tuple(classifier.image_shape)} but {model.name} "
+                f"models {tuple(model.event_shape)}"
+            )
+    if len(y) and int(y.max()) >= classifier.num_classes:
+        raise ConfigError(
+            f"{ds.name} has labels up to {int(y.max())}; the classifier has {classifier.num_classes} classes"
+        )
+    if args.train_classifier:
+        print(f"training a SmallCNN on {train.name}/train for up to {args.classifier_minutes:g} min ...")
+        stats = train_classifier(
+            classifier, train, epochs=100, max_minutes=args.classifier_minutes, seed=args.seed
+        )
+        # Written at once (the inputs were all checked above): a long purification that is interrupted
+        # keeps the classifier for the next call's --classifier.
+        save_classifier(classifier, out / "classifier")
+        print(
+            f"classifier: {stats['steps']} steps ({stats['epochs']} epochs, "
+            f"{stats['seconds'] / 60:.1f} min), saved to {out / 'classifier'}"
+        )
+    train_scores = bits_per_dim(model, train.x[: args.num_train_scores], args.batch_size)
+    gen = torch.Generator(device=model.device).manual_seed(args.seed)
+    eps_defend = args.eps if args.eps_defend is None else args.eps_defend
+    print(
+        f"{args.attack.upper()} eps={args.eps:g} on {len(x)} images of {ds.name}/{ds.split}; PixelDefend "
+        f"with {model.name}, eps_defend={eps_defend:g} ({model.num_dims} sequential steps per batch) ..."
+    )
+    report = defend(
+        classifier,
+        model,
+        x,
+        y,
+        attacks=(args.attack,),
+        eps=(args.eps,),
+        eps_defend=eps_defend,
+        train_scores=train_scores,
+        pgd_steps=args.pgd_steps,
+        generator=gen,
+        batch_size=args.batch_size,
+        progress=sys.stderr.isatty(),
+    )
+    print(report.table())
+    row = report.rows[0]
+    print(
+        f"accuracy: clean {100 * row['clean_acc']:.2f}%, attacked {100 * row['attacked_acc']:.2f}%, "
+        f"purified {100 * row['purified_acc']:.2f}% (clean images purified: "
+        f"{100 * row['purified_clean_acc']:.2f}%); detection AUROC by bits/dim {row['auroc']:.4f}; "
+        f"median p-value clean {row['pvalue_clean']:.3f}, attacked {row['pvalue_attacked']:.3g} "
+        f"(against {len(train_scores)} training images)"
+    )
+    for note in report.notes:
+        print(f"note: {note}")
+    adv, pur = report.images[(args.attack, float(args.eps))]
+    out.mkdir(parents=True, exist_ok=True)
+    _save_npy(out / "attacked.npy", adv.numpy())
+    _save_npy(out / "purified.npy", pur.numpy())
+    write_json(
+        out / "report.json",
+        {
+            "run": str(args.run_dir),
+            "data": f"{ds.name}/{ds.split}",
+            "classifier": str(out / "classifier") if args.train_classifier else str(args.classifier),
+            "rows": report.rows,
+            "notes": report.notes,
+        },
+    )
+    n = min(10, len(x))
+    image_grid(
+        torch.cat([x[:n].cpu().float(), adv[:n].float(), pur[:n].float()]),
+        out / "purify.png",
+        value_range=(0, k - 1),
+        nrow=n,
+        title=f"{model.name}: clean | {args.attack.upper()} eps={args.eps:g} | purified eps={eps_defend:g}",
+    )
+    print(
+        f"written to {out}: report.json, attacked.npy and purified.npy (integer levels, shape "
+        f"({len(x)}, {', '.join(map(str, model.event_shape))})), purify.png (rows: clean, attacked, purified)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -1018,8 +1489,11 @@ def main(argv: list[str] | None = None) -> int:
                 "eval": cmd_eval,
                 "sample": cmd_sample,
                 "inpaint": cmd_inpaint,
+                "superres": cmd_superres,
+                "denoise": cmd_denoise,
                 "anomaly": cmd_anomaly,
                 "classify": cmd_classify,
+                "purify": cmd_purify,
             }[args.command](args)
     except DgmError as e:
         print(f"dgm: error: {e}", file=sys.stderr)

@@ -149,6 +149,25 @@ def test_pixel_models_banded_sampler_equals_full_passes(monkeypatch):
     assert banded.method == "autoregressive" and torch.equal(banded.completions, full.completions)
 
 
+def test_image_conditioned_pixel_model_inpaints_with_its_context(monkeypatch):
+    """A gated PixelCNN conditioned on an image (context_shape) crops the context with each band of rows:
+    observed pixels are kept, the draws equal those of full passes, and the context changes them."""
+    model = build("gated-pixelcnn", (1, 4, 4), scale=0.5, context_shape=[1, 2, 2], **PIXEL)
+    x = random_x(model, 3)
+    mask = torch.zeros(1, 4, 4, dtype=torch.bool)
+    mask[:, 2:] = True  # bottom half missing
+    low = torch.rand(3, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    res = impute(model, x, mask, 20, context=low, generator=torch.Generator().manual_seed(1))
+    assert res.method == "autoregressive" and res.completions.shape == (3, 20, 1, 4, 4)
+    kept = ~mask.expand(3, 20, 1, 4, 4)
+    assert torch.equal(res.completions[kept], x[:, None].expand(-1, 20, -1, -1, -1)[kept])
+    other = impute(model, x, mask, 20, context=1 - low, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(res.completions, other.completions)
+    monkeypatch.setattr(_Autoregressive, "_banded_pixel_logits", lambda self: None)
+    full = impute(model, x, mask, 20, context=low, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(res.completions, full.completions)
+
+
 @pytest.mark.parametrize(("support", "k", "dims"), [("binary", 2, 6), ("categorical(3)", 3, 4)])
 def test_gibbs_samples_match_the_enumerated_conditional(support, k, dims):
     model = build("fvsbn" if k == 2 else "bayesnet", (dims,), support, scale=0.7)

@@ -104,7 +104,11 @@ def evaluate(model, data, batch_size: int = 1000, generator=None, **log_prob_opt
     if discriminative:
         result["likelihood_of"] = "labels given inputs, log p(y | x)"
     elif model.conditional and data.y is not None:
-        result["likelihood_of"] = "inputs given labels, log p(x | y)"
+        # y holds class labels (N,) or, for an image-conditioned model, the conditioning images.
+        labels = data.y.dim() == 1
+        result["likelihood_of"] = (
+            "inputs given labels, log p(x | y)" if labels else "inputs given the context, log p(x | context)"
+        )
     if callable(getattr(model, "predict_proba", None)) and data.y is not None and data.num_classes:
         result["accuracy"] = accuracy(model, data, batch_size)
     if log_prob_options:

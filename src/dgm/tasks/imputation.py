@@ -464,7 +464,11 @@ class _Autoregressive:
             ch, r, c = d // (H * W), d // W % H, d % W
             img = out.reshape(len(out), C, H, W)
             top = max(0, r - reach)
-            ctx = m.class_labels(context, len(out))
+            # An image context (context_shape) is location-dependent: crop it to the band like the pixels.
+            if hasattr(m, "context_band"):
+                ctx = m.context_band(context, len(out), top, r + 1)
+            else:
+                ctx = m.class_labels(context, len(out))
             logits = m._head(m._features(m._scale(img[:, :, top : r + 1]), ctx)[:, :, -1:])[:, ch, 0, c]
             dist = Bernoulli(logits=logits) if m.support.kind == "binary" else Categorical(logits=logits)
             return draw(dist, (), generator).to(out.dtype)
