@@ -8,8 +8,9 @@
 Data: `mnist-dequantized` — the 0..255 grey levels plus u ~ U[0, 1) redrawn every training batch, rescaled
 by 1/256; valid and test dequantised once with fixed seeds. Bits/dim are on the integer scale x + u of the
 tables (`dgm.evaluate` adds 784·log 256 nats, design.md §4), on all 10,000 test images. Each finished
-model's row is kept under ``runs/benchmarks/flows_mnist/`` so models run in separate invocations make one
-table; every row states its wall budget, epochs, time per epoch and share of this machine's matmul peak.
+model's row and weights are kept under ``runs/benchmarks/flows_mnist/``, so models run in separate
+invocations make one table; every row states its wall budget, epochs, time per epoch and share of this
+machine's matmul peak.
 
 Settings, from the papers (Adam everywhere, best validation weights kept):
 - NICE (Dinh et al. 2014, §5.1): 4 additive couplings, 5 ReLU layers of 1000 units each, a final diagonal
@@ -37,7 +38,7 @@ import torch
 
 import dgm
 from benchmarks.common import _command, peak_rates, step_flops, table, update_results
-from dgm.core.checkpoint import read_json, write_json
+from dgm.core.checkpoint import read_json, save_model, write_json
 from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
 
@@ -114,6 +115,10 @@ def run_model(label: str, args, train, valid, test) -> dict:
     args.peak["gflops"] = max(args.peak["gflops"], peak_rates(2.0)["gflops"])
     share = flops * steps_per_epoch / epoch_s / 1e9 / args.peak["gflops"]
     ev = dgm.evaluate(model, test)
+    if (
+        not args.smoke
+    ):  # the trained flow is kept (safetensors + JSON): e.g. the teacher of benchmarks/distill.py
+        save_model(model, STORE / label)
     gen = torch.Generator().manual_seed(0)
     t1 = time.perf_counter()
     with torch.no_grad():

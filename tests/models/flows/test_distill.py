@@ -1,5 +1,6 @@
 """Probability density distillation: an IAF student trained on its own samples matches a MAF teacher."""
 
+import math
 import statistics
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 import dgm
 from dgm.core.errors import ConfigError
-from dgm.models.flows.distill import distill, sampling_speed, teacher_entropy
+from dgm.models.flows.distill import distill, sampling_speed, student_scores, teacher_entropy
 from tests.models.flows.helpers import perturb
 
 
@@ -64,3 +65,42 @@ def test_sampling_speed_and_checks():
         distill(maf, dgm.build("iaf", event_shape=(2,)), num_steps=0)
     with pytest.raises(ConfigError, match="num_classes"):
         distill(maf, dgm.build("iaf", event_shape=(2,), num_classes=3), num_steps=1)
+
+
+def saturated(name: str, seed: int):
+    """A flow with logit preprocessing whose samples sit far in the logit tails (|y| ≳ 17), where
+    σ(y) rounds to 0 or 1 in float32 and the pixels no longer determine the point."""
+    model = dgm.build(name, event_shape=(4,), num_layers=1, hidden_sizes=[8], logit_alpha=1e-6, seed=seed)
+    with torch.no_grad():
+        [p for n, p in model.named_parameters() if n.endswith("bias")][-1].add_(20.0)
+    return model
+
+
+def test_logit_flows_are_distilled_in_the_shared_logit_space():
+    # Regression: samples were handed to the teacher as float32 pixels; σ(y) rounded to 1 and the
+    # teacher's logit refused the point (DataError), both for the student's samples and for the teacher's
+    # entropy. Both are now computed in the shared logit space, and agree with a float64 reference.
+    torch.manual_seed(0)
+    teach, student = saturated("maf", 0), saturated("iaf", 1)
+    result = distill(teach, student, num_steps=1, batch_size=4000, lr=1e-12, teacher_samples=4000)
+    first = result.history[0]
+    assert all(math.isfinite(v) for v in (*first.values(), result.teacher_self_nll)), first
+    with torch.no_grad():
+        t64, s64 = teach.double(), student.double()
+        x, log_q = s64.sample_and_log_prob(20000, generator=torch.Generator().manual_seed(3))
+        log_p = t64.log_prob(x)
+        entropy64 = teacher_entropy(t64, 20000, torch.Generator().manual_seed(4))
+    assert first["student_nll"] == pytest.approx(-log_q.mean().item(), abs=0.15)
+    assert first["teacher_nll"] == pytest.approx(-log_p.mean().item(), rel=0.05)
+    assert result.teacher_self_nll == pytest.approx(entropy64, rel=0.02)  # 4000 samples: noise
+
+
+def test_wall_budget_and_fresh_scores():
+    teach, student = teacher(), dgm.build("iaf", event_shape=(2,), num_layers=1, hidden_sizes=[8])
+    result = distill(teach, student, num_steps=50, batch_size=8, teacher_samples=0, max_minutes=0.0)
+    assert len(result.history) == 1  # the budget is checked after every step
+    scores = student_scores(teach, student, 500)
+    assert scores["kl"] == pytest.approx(scores["teacher_nll"] - scores["student_nll"], abs=1e-4)
+    assert scores["kl"] > 0 and scores["kl_se"] > 0 and not student.training
+    with pytest.raises(ConfigError, match="num_samples"):
+        student_scores(teach, student, 1)

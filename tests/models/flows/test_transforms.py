@@ -337,3 +337,15 @@ def test_logit_refuses_data_outside_the_unit_interval_and_stays_finite_at_its_en
     assert torch.isfinite(z).all() and torch.isfinite(log_det).all()
     with pytest.raises(DataError, match=r"\(0, 1\)"):
         Sigmoid().inverse(torch.tensor([[0.0]]))
+
+
+def test_logit_scores_its_own_saturated_samples():
+    """float32 rounds σ(z) to 1 above z ≈ 17: the inverse then returns a point one rounding step past the
+    bijection's range, which the forward must still accept (finite), so a flow can score its samples."""
+    t = Logit(1e-6)
+    z = torch.tensor([[-120.0, -30.0, 0.3, 30.0, 120.0]])
+    x = t.inverse(z)
+    back, log_det = t(x)
+    assert torch.isfinite(back).all() and torch.isfinite(log_det).all()
+    torch.testing.assert_close(back[:, 2], z[:, 2])
+    assert back[0, 3] > 15 and back[0, 1] < -15  # saturated values stay saturated, on the right side

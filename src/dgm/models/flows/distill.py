@@ -14,6 +14,14 @@ the reverse KL, mode seeking: the student is pushed into the teacher's high-dens
 :func:`distill` returns the history of the KL estimate, the teacher NLL of the student's samples and the
 student's entropy estimate; the teacher's own samples' NLL (its entropy) is the level the second one
 approaches. :func:`sampling_speed` times sampling of both models.
+
+Numerics: when teacher and student are flows with the same logit preprocessing (e.g. MAF and IAF with
+``logit_alpha`` on dequantised images), the student's samples are handed to the teacher in the shared logit
+space, not as pixels. Going through pixels means ``x = σ(y)`` then ``logit(x)`` again in float32, which
+loses the tail (``σ(y)`` rounds to 1 for y ≳ 17, where the teacher refuses the point, and is coarse well
+before): KL is invariant under a shared bijection, and the logit's log-det, added to both densities, is
+computed from y itself. For the same reason :func:`teacher_entropy` scores the teacher's samples from the
+pass that drew them (``sample_and_log_prob``) when the teacher has one.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from torch import Tensor
 
 from dgm.core.errors import ConfigError
 from dgm.core.model import GenerativeModel
+from dgm.models.flows.transforms import Logit
 
 
 @dataclass
@@ -60,8 +69,52 @@ def teacher_entropy(
     generator = generator or torch.Generator(teacher.device).manual_seed(0)
     with torch.no_grad():
         context = _labels(teacher, num_samples, generator)
+        if hasattr(teacher, "sample_and_log_prob"):  # no round trip through float32 pixels (module doc)
+            return -teacher.sample_and_log_prob(num_samples, context, generator)[1].mean().item()
         x = teacher.sample(num_samples, context=context, generator=generator)
         return -teacher.log_prob(x, context).mean().item()
+
+
+def _shared_logit(teacher: GenerativeModel, student: GenerativeModel) -> bool:
+    """Whether both are flows whose first transform is the same :class:`Logit` preprocessing."""
+    firsts = []
+    for model in (teacher, student):
+        transforms = getattr(getattr(model, "transform", None), "transforms", None)
+        if transforms is None or len(transforms) < 2 or not isinstance(transforms[0], Logit):
+            return False
+        firsts.append(transforms[0].alpha)
+    return firsts[0] == firsts[1]
+
+
+def _draw(
+    teacher: GenerativeModel,
+    student: GenerativeModel,
+    n: int,
+    context: Tensor | None,
+    generator: torch.Generator,
+    shared_logit: bool,
+) -> tuple[Tensor, Tensor]:
+    """``(log q(x), log p_teacher(x))`` of ``n`` reparameterised student samples, both in nats on the
+    data scale; through the shared logit space when ``shared_logit`` (see the module docstring)."""
+    if not shared_logit:
+        x, log_q = student.sample_and_log_prob(n, context=context, generator=generator)
+        return log_q, teacher.log_prob(x, context)
+    ctx = student._context(context, n)
+    z = student.base.sample(n, ctx, generator).to(student._dtype())
+    y, log_det = z, z.new_zeros(n)
+    for t in reversed(list(student.transform.transforms)[1:]):
+        y, ld = t.inverse_and_log_det(y, ctx)
+        log_det = log_det + ld
+    # log|dx/dy| of the shared logit, from y: x-space densities are y-space ones minus it.
+    _, logit_log_det = student.transform.transforms[0].inverse_and_log_det(y)
+    log_q = student.base.log_prob(z, ctx) - log_det - logit_log_det
+    t_ctx = teacher._context(context, n)
+    u, t_log_det = y.to(teacher._dtype()), 0.0
+    for t in list(teacher.transform.transforms)[1:]:
+        u, ld = t(u, t_ctx)
+        t_log_det = t_log_det + ld
+    log_p = teacher.base.log_prob(u, t_ctx) + t_log_det - logit_log_det.to(u.dtype)
+    return log_q, log_p
 
 
 def distill(
@@ -74,6 +127,7 @@ def distill(
     grad_clip: float | None = 10.0,
     seed: int = 0,
     teacher_samples: int = 1000,
+    max_minutes: float | None = None,
     callback: Callable[[dict[str, float]], None] | None = None,
 ) -> DistillResult:
     """Minimise KL(student ‖ teacher) on the student's own samples with Adam; the teacher is frozen.
@@ -86,6 +140,8 @@ def distill(
         seed: seeds the student's noise (and class labels of conditional models, drawn uniformly).
         teacher_samples: how many teacher samples estimate its own entropy (0: skip; for a MAF teacher
             sampling costs D passes).
+        max_minutes: wall budget of the steps (not counting the teacher's entropy); training stops after
+            the step that reaches it, or after ``num_steps``, whichever comes first.
         callback: called with each step's record (e.g. to print progress or stop early by raising).
 
     Returns:
@@ -105,6 +161,7 @@ def distill(
 
     # Generators live on the models' devices (torch draws with a generator of the tensor's device).
     generator = torch.Generator(student.device).manual_seed(seed)
+    shared_logit = _shared_logit(teacher, student)
     result = DistillResult()
     teacher_mode = teacher.training
     frozen = [(p, p.requires_grad) for p in teacher.parameters()]
@@ -117,10 +174,10 @@ def distill(
             p.requires_grad_(False)
         student.train()
         optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
+        start = time.perf_counter()
         for step in range(1, num_steps + 1):
             context = _labels(student, batch_size, generator)
-            x, log_q = student.sample_and_log_prob(batch_size, context=context, generator=generator)
-            log_p = teacher.log_prob(x, context)
+            log_q, log_p = _draw(teacher, student, batch_size, context, generator, shared_logit)
             kl = (log_q - log_p.to(log_q.dtype)).mean()
             optimizer.zero_grad(set_to_none=True)
             kl.backward()
@@ -136,12 +193,39 @@ def distill(
             result.history.append(record)
             if callback is not None:
                 callback(record)
+            if max_minutes is not None and time.perf_counter() - start >= 60 * max_minutes:
+                break
     finally:
         for p, requires_grad in frozen:
             p.requires_grad_(requires_grad)
         teacher.train(teacher_mode)
         student.eval()  # trained: left in evaluation mode, ready to sample
     return result
+
+
+def student_scores(
+    teacher: GenerativeModel, student: GenerativeModel, num_samples: int = 1000, seed: int = 1
+) -> dict[str, float]:
+    """Fresh estimates on ``num_samples`` student samples (no gradients): ``kl``, ``teacher_nll``,
+    ``student_nll`` (means, nats) and their standard errors ``*_se``."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+        raise ConfigError(f"num_samples must be an int >= 2, got {num_samples!r}")
+    generator = torch.Generator(student.device).manual_seed(seed)
+    shared_logit = _shared_logit(teacher, student)
+    modes = teacher.training, student.training
+    teacher.eval(), student.eval()
+    try:
+        with torch.no_grad():
+            context = _labels(student, num_samples, generator)
+            log_q, log_p = _draw(teacher, student, num_samples, context, generator, shared_logit)
+    finally:
+        teacher.train(modes[0]), student.train(modes[1])
+    log_p = log_p.to(log_q.dtype)
+    out = {}
+    for key, values in (("kl", log_q - log_p), ("teacher_nll", -log_p), ("student_nll", -log_q)):
+        out[key] = values.mean().item()
+        out[f"{key}_se"] = values.std().item() / math.sqrt(num_samples)
+    return out
 
 
 def sampling_speed(

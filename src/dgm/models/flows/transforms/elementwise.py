@@ -61,8 +61,9 @@ class Logit(Transform):
     ``log|dz/dx| = log(1 − 2α) − log s − log(1 − s)``, computed as
     ``log(1 − 2α) + softplus(z) + softplus(−z)`` so that it stays accurate where ``s`` rounds to 0 or 1.
     As a bijection it maps the slightly wider interval ``(−α', 1 + α')``, ``α' = α / (1 − 2α)``, onto the
-    real line, and its inverse (sampling) can land in that margin: those points are accepted too, so a
-    flow scores its own samples. Anything further out is refused with a DataError (this layer is for
+    real line, and its inverse (sampling) can land in that margin, or (where σ rounds to 0 or 1 in float32)
+    one rounding step beyond it: those points are accepted too, so a flow scores its own samples. Anything
+    further out is refused with a DataError (this layer is for
     data rescaled to [0, 1], e.g. the dequantised datasets).
     """
 
@@ -74,11 +75,15 @@ class Logit(Transform):
 
     def forward(self, x, context=None):
         s = self.alpha + (1 - 2 * self.alpha) * x
-        if s.numel() and (s.min() <= 0 or s.max() >= 1):
+        eps = torch.finfo(s.dtype).eps if s.is_floating_point() else 0.0
+        if s.numel() and (s.min() < -eps or s.max() > 1 + eps):
             raise DataError(
                 f"the logit preprocessing needs data in [0, 1] (dequantised and divided by the number of "
                 f"levels); got values in [{x.min().item():g}, {x.max().item():g}]"
             )
+        # A sample whose latent saturates the sigmoid comes back as s = 0 or 1 exactly (float32 rounds
+        # σ(z) to 1 above z ≈ 17): keep it inside (0, 1) so that a flow can always score its own samples.
+        s = s.clamp(torch.finfo(s.dtype).tiny, 1 - eps / 2)
         z = torch.log(s) - torch.log1p(-s)
         log_det = math.log1p(-2 * self.alpha) + F.softplus(z) + F.softplus(-z)
         return z, sum_except_batch(log_det)
