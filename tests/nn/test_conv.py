@@ -7,15 +7,6 @@ import dgm
 from dgm.nn.conv import GatedPixelCNNLayer, MaskedConv2d, PixelCNNResidualBlock, VerticalConv2d
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These tensors are tiny: one thread is fastest, and it avoids spinning threads on a shared machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def dependence(f, x: torch.Tensor) -> torch.Tensor:
     """dep[o, i]: output value o (raster order over (H, W, C_out)) depends on input value i ((H, W, C_in)).
 

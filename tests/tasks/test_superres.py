@@ -17,14 +17,6 @@ from dgm.tasks.superres import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(name="gated-pixelcnn", event_shape=(1, 4, 4), context_shape=(1, 2, 2), **options):
     options = {"channels": 8, "num_layers": 1, "kernel_size": 3, "first_kernel_size": 3, **options}
     return dgm.build(name, event_shape=event_shape, context_shape=context_shape, **options)

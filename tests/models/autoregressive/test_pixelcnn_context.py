@@ -10,14 +10,6 @@ from tests.models.helpers import all_configurations, perturb_parameters
 MODELS = ["pixelcnn", "gated-pixelcnn"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def build(name, event_shape, context_shape, support="binary", perturb=0.3, **options):
     options = {"channels": 6, "num_layers": 2, "kernel_size": 3, "first_kernel_size": 3, **options}
     model = dgm.build(name, event_shape=event_shape, support=support, context_shape=context_shape, **options)
