@@ -243,7 +243,8 @@ def main() -> None:
     )
     panels.append(("(b) trained on all digits: −LLR vs background", "−LLR (nats)",
                    {k: v.numpy() for k, v in llr_sets.items()}))  # fmt: skip
-    histograms(panels, (store if args.smoke else FIGURES) / "anomaly_histograms.png")
+    figure = "anomaly_histograms.png" if args.section == "tasks-anomaly" else f"{args.section}_histograms.png"
+    histograms(panels, (store if args.smoke else FIGURES) / figure)
 
     cols = ["task", "out-of-distribution", "score (high = anomalous)", "mean in", "mean out"]
     cols += ["AUROC", "AUPR", "FPR@95"]
@@ -279,7 +280,7 @@ def main() -> None:
         "out-of-distribution is the positive class; −LLR = log p_background(x) − log p(x); typicality(M) = "
         f"|mean NLL of M inputs − Ĥ|, Ĥ the mean NLL of {num_reference} training images, M = 10 on random "
         "batches of one set.\n\n" + table(rows, cols) + "\n\n" + summary + "\n\n"
-        "![score histograms](figures/anomaly_histograms.png)\n"
+        f"![score histograms](figures/{figure})\n"
     )
     update_results(args.section, body)
 
