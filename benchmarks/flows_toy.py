@@ -285,8 +285,13 @@ def report(rows: list[dict], args) -> str:
         wins_time += ours["epoch_s"] <= r["_r"]["epoch_s"]
     lines = [
         f"## {', '.join(models)} on {where} against nflows and zuko (issue #6), {args.epochs} epochs\n",
-        "Each toy standardised (train mean/std), NLL in nats on the standardised scale, best-validation "
-        "weights, one thread per process; same architecture, data, optimiser and epochs for every library "
+        (
+            "Each toy standardised (train mean/std), NLL in nats on the standardised scale"
+            if "digits" not in toys
+            else "NLL in nats per image on the integer scale (below)"
+        )
+        + ", best-validation weights, one thread per process; same architecture, data, optimiser and "
+        "epochs for every library "
         "(see the docstring of `benchmarks/flows_toy.py`). \"vs dgm\": the peer's test NLL minus dgm's "
         "(positive: dgm better).\n",
         table(rows, COLUMNS),
