@@ -104,3 +104,20 @@ def test_wall_budget_and_fresh_scores():
     assert scores["kl"] > 0 and scores["kl_se"] > 0 and not student.training
     with pytest.raises(ConfigError, match="num_samples"):
         student_scores(teach, student, 1)
+
+
+def test_teacher_entropy_median_and_eval_mode():
+    teacher = dgm.build("maf", event_shape=(3,), num_layers=2, hidden_sizes=[8], batch_norm=True)
+    perturb(teacher)
+    teacher.train()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        teacher.eval()
+        nll = -teacher.sample_and_log_prob(500, None, torch.Generator().manual_seed(0))[1]
+        teacher.train()
+    assert teacher_entropy(teacher, 500, torch.Generator().manual_seed(0)) == pytest.approx(nll.mean().item())
+    median = teacher_entropy(teacher, 500, torch.Generator().manual_seed(0), reduce="median")
+    assert median == pytest.approx(nll.median().item())
+    assert teacher.training  # the mode it was given back
+    with pytest.raises(ConfigError, match="reduce"):
+        teacher_entropy(teacher, 10, g, reduce="mode")

@@ -63,16 +63,31 @@ def _labels(model: GenerativeModel, n: int, generator: torch.Generator) -> Tenso
 
 
 def teacher_entropy(
-    teacher: GenerativeModel, num_samples: int = 1000, generator: torch.Generator | None = None
+    teacher: GenerativeModel,
+    num_samples: int = 1000,
+    generator: torch.Generator | None = None,
+    reduce: str = "mean",
 ) -> float:
-    """``−E_{x ~ teacher}[log p_teacher(x)]``, estimated on ``num_samples`` of the teacher's own samples."""
+    """``−E_{x ~ teacher}[log p_teacher(x)]``, estimated on ``num_samples`` of the teacher's own samples.
+
+    ``reduce="median"`` gives the median of −log p instead: a density on [0, 1)^D with a logit layer can put
+    near-singular spikes at the cube's faces, and a few samples landing there (−log p of −10⁶ nats) swamp
+    the mean; the median is the robust level to compare a student with."""
+    if reduce not in ("mean", "median"):
+        raise ConfigError(f"reduce must be 'mean' or 'median', got {reduce!r}")
+    pick = (lambda v: v.mean()) if reduce == "mean" else (lambda v: v.median())
     generator = generator or torch.Generator(teacher.device).manual_seed(0)
-    with torch.no_grad():
-        context = _labels(teacher, num_samples, generator)
-        if hasattr(teacher, "sample_and_log_prob"):  # no round trip through float32 pixels (module doc)
-            return -teacher.sample_and_log_prob(num_samples, context, generator)[1].mean().item()
-        x = teacher.sample(num_samples, context=context, generator=generator)
-        return -teacher.log_prob(x, context).mean().item()
+    mode = teacher.training
+    teacher.eval()  # batch norm layers must use their running statistics, as when scoring data
+    try:
+        with torch.no_grad():
+            context = _labels(teacher, num_samples, generator)
+            if hasattr(teacher, "sample_and_log_prob"):  # no round trip through float32 pixels (module doc)
+                return pick(-teacher.sample_and_log_prob(num_samples, context, generator)[1]).item()
+            x = teacher.sample(num_samples, context=context, generator=generator)
+            return pick(-teacher.log_prob(x, context)).item()
+    finally:
+        teacher.train(mode)
 
 
 def _shared_logit(teacher: GenerativeModel, student: GenerativeModel) -> bool:
@@ -207,7 +222,7 @@ def student_scores(
     teacher: GenerativeModel, student: GenerativeModel, num_samples: int = 1000, seed: int = 1
 ) -> dict[str, float]:
     """Fresh estimates on ``num_samples`` student samples (no gradients): ``kl``, ``teacher_nll``,
-    ``student_nll`` (means, nats) and their standard errors ``*_se``."""
+    ``student_nll`` (means, nats), their standard errors ``*_se`` and medians ``*_median``."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise ConfigError(f"num_samples must be an int >= 2, got {num_samples!r}")
     generator = torch.Generator(student.device).manual_seed(seed)
@@ -225,6 +240,7 @@ def student_scores(
     for key, values in (("kl", log_q - log_p), ("teacher_nll", -log_p), ("student_nll", -log_q)):
         out[key] = values.mean().item()
         out[f"{key}_se"] = values.std().item() / math.sqrt(num_samples)
+        out[f"{key}_median"] = values.median().item()
     return out
 
 
