@@ -42,7 +42,7 @@ def runs(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("command", ["inpaint", "anomaly", "classify"])
+@pytest.mark.parametrize("command", ["inpaint", "anomaly", "classify", "superres", "denoise", "purify"])
 def test_task_subcommands_have_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
