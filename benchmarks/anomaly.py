@@ -21,7 +21,11 @@ them):
     images rotated by 90°, and blank (all-black) images — the simplest input there is.
 
 The background model (Ren et al. 2019) is the same architecture trained on the same images with each
-pixel replaced, with probability ``--perturb`` (0.2), by a uniform draw from {0, 1}.
+pixel replaced, with probability ``--perturb`` (0.2), by a uniform draw from {0, 1}. Two more backgrounds
+for the same ratio: independent Bernoulli pixels (closed form), and a *local* model — a PixelCNN whose only
+masked layer is one ``--local-kernel`` × ``--local-kernel`` type-A convolution (with 1×1 output layers), so
+each pixel's conditional sees only its causal neighbours: smoothness and background level, no global
+shape (Schirrmeister et al. 2020). It is trained on the unperturbed images for ``--local-minutes``.
 
 Scores (higher = more anomalous; :mod:`dgm.tasks.anomaly`): NLL (nats), bits/dim, −LLR = −(log p(x) −
 log p_background(x)), and the typicality test |mean NLL of a batch of M − Ĥ| with Ĥ the mean NLL of 5,000
@@ -96,6 +100,21 @@ def llr_row(task: str, ood: str, model, background, x_in, x_out, label: str) -> 
 INDEPENDENT = "-llr (vs independent pixels)"
 
 
+def local_label(kernel: int) -> str:
+    return f"-llr (vs local {kernel}×{kernel} PixelCNN)"
+
+
+def local_model(kernel: int):
+    """A PixelCNN with no residual block: its receptive field is the first layer's causal half-window."""
+    return lambda: dgm.build(
+        "pixelcnn", event_shape=(1, 28, 28), channels=32, num_layers=0, first_kernel_size=kernel
+    )
+
+
+def as_images(ds):
+    return replace(ds, x=ds.x.reshape(len(ds), 1, 28, 28))
+
+
 def metric_rows(task: str, ood: str, report) -> list[dict]:
     rows = []
     for score, r in report.rows.items():
@@ -124,10 +143,11 @@ def histograms(panels: list[tuple[str, str, dict[str, np.ndarray]]], path: Path)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 8), dpi=100)
+    rows = (len(panels) + 1) // 2
+    fig = Figure(figsize=(12, 4 * rows), dpi=100)
     FigureCanvasAgg(fig)
     for i, (title, xlabel, sets) in enumerate(panels):
-        ax = fig.add_subplot(2, 2, i + 1)
+        ax = fig.add_subplot(rows, 2, i + 1)
         lo, hi = np.percentile(next(iter(sets.values())), [1, 99])
         lo, hi = lo - 0.6 * (hi - lo), hi + 0.6 * (hi - lo)
         if all(v.min() >= 0 for v in sets.values()):  # NLL cannot be negative
@@ -158,6 +178,8 @@ def main() -> None:
     p.add_argument("--max-minutes", type=float, default=2.5, help="wall budget per model (4 models)")
     p.add_argument("--perturb", type=float, default=0.2, help="background model's perturbation rate")
     p.add_argument("--section", default="tasks-anomaly", help="RESULTS.md section to write")
+    p.add_argument("--local-kernel", type=int, default=3, help="odd window of the local background model")
+    p.add_argument("--local-minutes", type=float, default=1.5, help="wall budget of each local background")
     p.add_argument("--num-test", type=int, default=2000, help="test images of part (b), and of each OOD set")
     p.add_argument("--reuse", action="store_true", help="load the checkpoints of an earlier run")
     p.add_argument("--smoke", action="store_true", help="tiny budgets; RESULTS.md and figures untouched")
@@ -166,7 +188,7 @@ def main() -> None:
     store = RUNS / "anomaly"
     num_reference = 5000
     if args.smoke:
-        args.max_minutes, args.num_test, num_reference = 0.1, 300, 500
+        args.max_minutes, args.local_minutes, args.num_test, num_reference = 0.1, 0.1, 300, 500
         store = RUNS / "anomaly-smoke"
     t_start = time.perf_counter()
     test = dgm.data.load("mnist-dynamic", "test")
@@ -180,9 +202,13 @@ def main() -> None:
     background, binfo = cached_train(
         store, f"background-0to8-{args.perturb:g}", made, noisy, valid, args.max_minutes, args.reuse
     )
+    k = args.local_kernel
+    local, linfo = cached_train(store, f"local-0to8-k{k}", local_model(k), as_images(train),
+                                as_images(valid), args.local_minutes, args.reuse)  # fmt: skip
     budgets += [
         {"model": "made, digits 0–8", "budget": budget_text(info)},
         {"model": f"background (perturbed {args.perturb:g}), digits 0–8", "budget": budget_text(binfo)},
+        {"model": f"local {k}×{k} PixelCNN background, digits 0–8", "budget": budget_text(linfo)},
     ]
     x_in, x_out = select_labels(test, digits).x, select_labels(test, [9]).x
     if args.smoke:
@@ -197,6 +223,7 @@ def main() -> None:
     rows.append(
         llr_row("(a) train 0–8", "test 9s", model, independent_background(train), x_in, x_out, INDEPENDENT)
     )
+    rows.append(llr_row("(a) train 0–8", "test 9s", model, local, x_in, x_out, local_label(k)))
     x_in_a, x_out_a = x_in, x_out
     nll_in, nll_out = -log_likelihood(model, x_in), -log_likelihood(model, x_out)
     llr_in = -(-nll_in - log_likelihood(background, x_in))
@@ -213,9 +240,12 @@ def main() -> None:
     background, binfo = cached_train(
         store, f"background-all-{args.perturb:g}", made, noisy, valid, args.max_minutes, args.reuse
     )
+    local, linfo = cached_train(store, f"local-all-k{k}", local_model(k), as_images(train), as_images(valid),
+                                args.local_minutes, args.reuse)  # fmt: skip
     budgets += [
         {"model": "made, all digits", "budget": budget_text(info)},
         {"model": f"background (perturbed {args.perturb:g}), all digits", "budget": budget_text(binfo)},
+        {"model": f"local {k}×{k} PixelCNN background, all digits", "budget": budget_text(linfo)},
     ]
     ref = test.take(args.num_test)
     independent = independent_background(train)
@@ -227,6 +257,7 @@ def main() -> None:
     }
     nll_sets = {"test digits": -log_likelihood(model, ref.x)}
     llr_sets = {"test digits": nll_sets["test digits"] + log_likelihood(background, ref.x)}
+    local_sets = {"test digits": nll_sets["test digits"] + log_likelihood(local, ref.x)}
     for name, x_out in ood.items():
         report = detect(
             model, ref.x, x_out, background=background, reference=train.x[:num_reference],
@@ -235,14 +266,18 @@ def main() -> None:
         print(f"(b) MNIST vs {name}\n" + report.table(), flush=True)
         rows += metric_rows("(b) train all digits", name, report)
         rows.append(llr_row("(b) train all digits", name, model, independent, ref.x, x_out, INDEPENDENT))
+        rows.append(llr_row("(b) train all digits", name, model, local, ref.x, x_out, local_label(k)))
         nll_sets[name] = -log_likelihood(model, x_out)
         llr_sets[name] = nll_sets[name] + log_likelihood(background, x_out)
+        local_sets[name] = nll_sets[name] + log_likelihood(local, x_out)
     entropy = report.entropy
     panels.append(
-        ("(b) trained on all digits: NLL", "NLL (nats)", {k: v.numpy() for k, v in nll_sets.items()})
+        ("(b) trained on all digits: NLL", "NLL (nats)", {name: v.numpy() for name, v in nll_sets.items()})
     )
     panels.append(("(b) trained on all digits: −LLR vs background", "−LLR (nats)",
-                   {k: v.numpy() for k, v in llr_sets.items()}))  # fmt: skip
+                   {name: v.numpy() for name, v in llr_sets.items()}))  # fmt: skip
+    panels.append((f"(b) trained on all digits: −LLR vs local {k}×{k} PixelCNN", "−LLR (nats)",
+                   {name: v.numpy() for name, v in local_sets.items()}))  # fmt: skip
     figure = "anomaly_histograms.png" if args.section == "tasks-anomaly" else f"{args.section}_histograms.png"
     histograms(panels, (store if args.smoke else FIGURES) / figure)
 
@@ -256,7 +291,8 @@ def main() -> None:
         f"Blank image: NLL {blank:.1f} nats under the MNIST model, below the NLL of {100 * share:.1f} % of "
         f"the test digits (their mean {digit_nll.mean():.1f}; training-data entropy estimate Ĥ = "
         f"{entropy:.1f} nats); its −LLR is {float(llr_sets['blank (all 0)'][0]):.1f} nats against "
-        f"{llr_sets['test digits'].mean():.1f} for the test digits."
+        f"{llr_sets['test digits'].mean():.1f} for the test digits; against the local {k}×{k} background "
+        f"{float(local_sets['blank (all 0)'][0]):.1f} nats against {local_sets['test digits'].mean():.1f}."
     )
     print(summary)
     print(f"total wall time {(time.perf_counter() - t_start) / 60:.1f} min")
@@ -271,7 +307,9 @@ def main() -> None:
         f"is the same MADE trained on the same images with each pixel replaced, with probability "
         f"{args.perturb:g}, by a uniform draw from {{0, 1}} (Ren et al. 2019); a second background, "
         "'independent pixels', is the closed-form fit of independent Bernoulli pixels to the same images (a "
-        "low-level-statistics reference as in Schirrmeister et al. 2020). Adam 1e-3, batch 100, best "
+        "low-level-statistics reference); a third, 'local', is a PixelCNN whose only masked layer is one "
+        f"{k}×{k} type-A convolution (32 maps, 1×1 output layers), trained on the unperturbed images, so "
+        "each pixel sees only its causal neighbours (Schirrmeister et al. 2020). Adam 1e-3, batch 100, best "
         "weights on 1,000 validation images, one thread:\n\n"
         + table(budgets, ["model", "budget"])
         + f"\n\n(a): {len(x_in_a)} test images of digits 0–8 against the {len(x_out_a)} test "

@@ -77,6 +77,18 @@ def test_likelihood_ratio_cancels_a_shared_background_term():
         likelihood_ratio(model, dgm.build("independent", event_shape=(D + 1,)), x)
 
 
+def test_a_background_may_model_the_same_values_in_another_layout():
+    # A flat model against an image background (the local-PixelCNN background of the benchmark): the
+    # flat rows are scored as the images they are, value for value.
+    flat = dgm.build("independent", event_shape=(4,))
+    image = dgm.build("pixelcnn", event_shape=(1, 2, 2), channels=4, num_layers=0, first_kernel_size=3)
+    x = torch.randint(2, (6, 4)).float()
+    expected = flat.log_prob(x) - image.log_prob(x.reshape(6, 1, 2, 2))
+    assert torch.allclose(likelihood_ratio(flat, image, x).float(), expected.detach(), atol=1e-5)
+    report = detect(flat, x, 1 - x, background=image)
+    assert "-llr (vs background)" in report.rows
+
+
 def test_typicality_scores():
     nll = torch.rand(40) * 10
     assert torch.allclose(typicality_scores(nll, 5.0), (nll.double() - 5.0).abs())
@@ -139,6 +151,11 @@ def test_transformations_of_reference_data():
     )
     shuffled = load_source("shuffled", **common)
     assert torch.equal(shuffled.x.reshape(10, -1).sort(1).values, ref.x.reshape(10, -1).sort(1).values)
+    blank = load_source("constant", **common)
+    assert torch.equal(blank.x, torch.zeros_like(ref.x)) and blank.y is None
+    assert torch.equal(load_source("constant:value=2", **common).x, torch.full_like(ref.x, 2.0))
+    with pytest.raises(ConfigError, match="constant: value must be a level"):
+        load_source("constant:value=5", **common)
     subset = load_source("inverted:digits=1,3", **common)
     assert len(subset) == 4 and set(subset.y.tolist()) == {1, 3}
     flat = load_source("rotated", event_shape=(4,), support="categorical(3)", reference=ref.reshape_to((4,)),

@@ -8,9 +8,13 @@ the positive class of AUROC / AUPR.
 ``-llr``
     Likelihood ratio against a background model (Ren et al. 2019, "Likelihood Ratios for
     Out-of-Distribution Detection", NeurIPS): LLR(x) = log p_model(x) − log p_background(x). The background
-    model (trained on perturbed inputs, see :func:`perturb`) captures the population-level statistics that
-    dominate raw likelihoods — e.g. how many pixels are background — so the ratio keeps the semantic part.
-    Whatever term both models share cancels exactly.
+    model captures the population-level statistics that dominate raw likelihoods — e.g. how many pixels
+    are background — so the ratio keeps the semantic part; whatever term both models share cancels
+    exactly. Two kinds of background: Ren et al.'s, the same model trained on perturbed inputs (see
+    :func:`perturb`); and a *local* one, a model that sees only a small neighbourhood of each value (e.g. a
+    PixelCNN with one 3×3 masked layer, Schirrmeister et al. 2020), which captures smoothness and
+    background level but no global shape — the one that fixes the simple-input failure on binarised MNIST
+    (benchmarks/RESULTS.md). Model and background may differ in layout (flat vs image) but not in size.
 ``typicality(M)``
     Nalisnick, Matsukawa, Teh & Lakshminarayanan (2019), "Detecting Out-of-Distribution Inputs to Deep
     Generative Models Using Typicality": |(1/M) Σ_m −log p(x_m) − Ĥ|, where Ĥ is the mean NLL of the
@@ -54,6 +58,11 @@ def log_likelihood(model, data, batch_size: int = 1000, **log_prob_options) -> T
     from dgm.tasks.classification import class_log_likelihoods, needs_context
 
     x, _ = _rows(data)
+    shape = tuple(getattr(model, "event_shape", ()) or ())
+    if shape and tuple(x.shape[1:]) != shape and x[0].numel() == math.prod(shape):
+        # Same values, other layout: a flat MADE and an image PixelCNN score the same images (a model and
+        # its background need not share an architecture).
+        x = x.reshape(len(x), *shape)
     was_training = model.training
     model.eval()
     try:
@@ -79,13 +88,19 @@ def bits_per_dim_scores(model, data, batch_size: int = 1000, **log_prob_options)
     return nll_scores(model, data, batch_size, **log_prob_options) / (model.num_dims * math.log(2))
 
 
+def _check_background(model, background) -> None:
+    """A background may have another layout (flat MADE, image PixelCNN) but must model the same values."""
+    if math.prod(model.event_shape) != math.prod(background.event_shape):
+        raise DataError(
+            f"the background model's event shape {tuple(background.event_shape)} has "
+            f"{math.prod(background.event_shape)} values, the model's {tuple(model.event_shape)} has "
+            f"{math.prod(model.event_shape)}: they must model the same data"
+        )
+
+
 def likelihood_ratio(model, background, data, batch_size: int = 1000) -> Tensor:
     """LLR(x) = log p_model(x) − log p_background(x) per example (Ren et al. 2019); low = anomalous."""
-    if tuple(model.event_shape) != tuple(background.event_shape):
-        raise DataError(
-            f"the background model's event shape {tuple(background.event_shape)} differs from the model's "
-            f"{tuple(model.event_shape)}"
-        )
+    _check_background(model, background)
     return log_likelihood(model, data, batch_size) - log_likelihood(background, data, batch_size)
 
 
@@ -250,6 +265,7 @@ def detect(
     scale = model.num_dims * math.log(2)
     add("bits/dim", nll_in / scale, nll_out / scale)
     if background is not None:
+        _check_background(model, background)
         llr_in = -nll_in - log_likelihood(background, in_data, batch_size)
         llr_out = -nll_out - log_likelihood(background, out_data, batch_size)
         add("-llr (vs background)", -llr_in, -llr_out)

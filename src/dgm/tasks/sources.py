@@ -8,6 +8,8 @@
             | rotated                                    the reference images rotated (angle=90|180|270)
             | flipped                                    the reference images mirrored left–right
             | shuffled                                   each reference example's values permuted
+            | constant                                   every value set to one level (value=V; default
+                                                          the lowest: a blank page for images)
             | FILE.txt                                   a text file cut into the model's sequence length
             | FILE.npy                                   an array of examples
     KEYS    = split=NAME          split of a dataset (default: the task's --split)
@@ -15,6 +17,7 @@
             | n=N                                        the first N examples
             | seed=S                                     seed of noise / shuffled / random draws
             | angle=A                                    rotation in degrees (rotated)
+            | value=V                                    the level of constant inputs (default the lowest)
             | other keys                                 the dataset's own options, e.g. seq_len=128
 
 The reference is the in-distribution data the transformations start from (``--in`` for ``dgm anomaly``).
@@ -34,10 +37,10 @@ from dgm.core.errors import ConfigError, DataError
 from dgm.core.support import Support
 from dgm.data.dataset import Dataset
 
-TRANSFORMS = ("noise", "random", "inverted", "rotated", "flipped", "shuffled")
+TRANSFORMS = ("noise", "random", "inverted", "rotated", "flipped", "shuffled", "constant")
 SPEC_HELP = (
     "SOURCE[:KEY=VALUE...] with SOURCE a dataset name, noise, inverted, rotated, flipped, shuffled, "
-    "a .txt or a .npy file"
+    "constant, a .txt or a .npy file"
 )
 
 
@@ -156,6 +159,19 @@ def transform(
         flat = x.reshape(n, -1)
         perm = torch.argsort(torch.rand(flat.shape, generator=generator), dim=1)
         new = flat.gather(1, perm).reshape(x.shape)
+        y = None
+    elif kind == "constant":
+        # The simplest input there is (a blank page): the classic case of a likelihood that ranks an
+        # out-of-distribution input above the data (Nalisnick et al. 2019).
+        value = options.pop("value", None)
+        lo, hi = (0.0, sup.num_categories - 1.0) if sup.discrete else (x.min().item(), x.max().item())
+        try:
+            level = lo if value is None else float(value)
+        except ValueError:
+            raise ConfigError(f"constant: value must be a number, got {value!r}") from None
+        if not math.isfinite(level) or (sup.discrete and (level != round(level) or not lo <= level <= hi)):
+            raise ConfigError(f"constant: value must be a level in [{lo:g}, {hi:g}], got {value}")
+        new = torch.full_like(x, level)
         y = None
     else:
         raise ConfigError(f"unknown transformation {kind!r}; use one of {', '.join(TRANSFORMS)}")
