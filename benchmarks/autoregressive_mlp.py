@@ -173,7 +173,8 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
         "met": "yes" if ev["nll"] <= target else "no",
         "samples/s (100)": f"{100 / sample_s:.1f}",
         "test images": f"{len(test):,}",
-        "budget": f"{args.max_minutes:g} min, {torch.get_num_threads()} thr",
+        "budget": f"{args.max_minutes:g} min, {torch.get_num_threads()} thr"
+        + (f", valid {len(valid):,}" if len(valid) < 10_000 else ""),
         "_model": model,
     }
     print({k: v for k, v in row.items() if not k.startswith("_")}, flush=True)
@@ -218,6 +219,10 @@ def main():
     p.add_argument("--max-minutes", type=float, default=240.0, help="wall budget per model (training)")
     p.add_argument("--epochs", type=int, default=1000, help="epoch limit (early stopping usually ends first)")
     p.add_argument("--test-examples", type=int, default=None, help="evaluate on the first N test images")
+    p.add_argument(
+        "--valid-examples", type=int, default=None,
+        help="early-stop on the first N validation images (MADE validates every mask: 32 passes each)",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument(
@@ -243,6 +248,8 @@ def main():
         test = test.take(args.test_examples)
     if args.smoke:
         valid = valid.take(2000)
+    elif args.valid_examples:
+        valid = valid.take(args.valid_examples)
     figures = Path("/tmp/dgm-autoregressive-mlp-smoke") if args.smoke else FIGURES
     rows = []
     for label in labels:
