@@ -27,6 +27,7 @@ import argparse
 import copy
 import json
 import math
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import peak_rates, step_flops, table, update_results
+from benchmarks.common import RUNS, peak_rates, step_flops, table, update_results
 from dgm.training.trainer import resolve_device
 from dgm.viz import image_grid
 
@@ -224,15 +225,14 @@ def run_model(
     eval_s = time_eval_batch(model, valid.x[:eval_batch], device) * math.ceil(len(valid) / eval_batch)
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     budget = 60 * args.max_minutes
-    # Training plus one validation pass per epoch must fit the budget.
+    # The expected steps when training plus one validation pass per epoch fill the budget (printed only).
     max_steps = max(1, int(0.95 * budget / (step_s + eval_s / steps_per_epoch)))
-    epochs = min(args.epochs, math.ceil(max_steps / steps_per_epoch))
     print(
         f"{name}: {model.num_parameters():,} free parameters; {step_s * 1e3:.1f} ms/step (batch "
         f"{args.batch_size}), {flops / step_s / 1e9:.1f} GFLOP/s = "
         f"{flops / step_s / 1e9 / peak['gflops']:.1%} of the matmul peak; validation pass {eval_s:.1f} s; "
         f"budget {args.max_minutes} min -> "
-        f"max {max_steps} steps ({max_steps / steps_per_epoch:.2f} epochs)",
+        f"about {max_steps} steps ({max_steps / steps_per_epoch:.2f} epochs)",
         flush=True,
     )
     if args.profile:
@@ -240,12 +240,17 @@ def run_model(
     log = StepLog()
     guard = Budget(budget, eval_s)
     t0 = time.perf_counter()
+    # The wall budget itself ends training (the Budget guard), not the step estimate above: a first
+    # timing taken while the machine is busy would otherwise cut a model's budget short.
+    run_dir = RUNS / ("pixelcnn-smoke" if args.smoke else "pixelcnn") / name
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
     res = dgm.train(
         model,
         train,
         valid,
-        epochs=epochs,
-        max_steps=max_steps,
+        out=run_dir,
+        epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         patience=args.patience,
