@@ -42,6 +42,7 @@ import torch
 
 import dgm
 from benchmarks.common import RUNS, peak_rates, step_flops, table, test_subset, update_results
+from benchmarks.latent import bound
 from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
 
@@ -61,13 +62,6 @@ MODELS = {
 }
 BURDA = ("vae-1l", "iwae-1l", "vae-2l", "iwae-2l")
 BATCH = 20
-
-
-def nll_estimate(model, x: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-    """−log p̂(x) per image with K importance samples, in the model's memory-bounded chunks."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        return -torch.cat([model.log_prob(xb, num_samples=k, generator=gen) for xb in x.split(10)])
 
 
 def stored_run(run_dir: Path):
@@ -107,7 +101,7 @@ def run(label: str, args, train, valid, test) -> dict:
     epoch_s = statistics.median(rates) * steps_per_epoch
     model.eval()
     t1 = time.perf_counter()
-    nll = nll_estimate(model, test_subset(test, args.test_examples), args.k)
+    nll = -bound(model, test_subset(test, args.test_examples), args.k, batch=10)
     eval_s = time.perf_counter() - t1
     figures = RUNS / "burda-smoke" if args.smoke else FIGURES
     figures.mkdir(parents=True, exist_ok=True)
