@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import RUNS, peak_rates, step_flops, table, test_subset, update_results
+from benchmarks.common import RUNS, fresh_run_dir, peak_rates, step_flops, table, test_subset, update_results
 from benchmarks.latent import bound
 from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
@@ -85,8 +84,7 @@ def run(label: str, args, train, valid, test) -> dict:
         print(f"{label}: reusing {run_dir}", flush=True)
         model, history, steps, wall, best_valid = stored_run(run_dir)
     else:
-        if run_dir.exists():  # a fresh run every time (the budget, not a resumed history, defines the row)
-            shutil.rmtree(run_dir)
+        fresh_run_dir(run_dir)
         t0 = time.perf_counter()
         res = dgm.train(
             model, train, valid, epochs=10_000, batch_size=BATCH, lr=1e-3, patience=None,

@@ -112,6 +112,14 @@ def update_results(section: str, body: str) -> None:
     RESULTS.write_text(text)
 
 
+def fresh_run_dir(path: Path) -> Path:
+    """``path`` emptied for a new training run: a benchmark row is defined by its own budget, never by a
+    history resumed from an earlier run (``dgm.train`` refuses a directory that already holds one)."""
+    if path.exists():
+        shutil.rmtree(path)
+    return path
+
+
 def cached_train(store: Path, key: str, make, train, valid, minutes: float, reuse: bool, **options):
     """Train ``make()`` within ``minutes`` (run directory ``store/key``), or load it back with ``reuse``.
 
@@ -128,8 +136,7 @@ def cached_train(store: Path, key: str, make, train, valid, minutes: float, reus
             print(f"{key}: reusing {run} ({info['steps']} steps, {info['train_min']:.1f} min)", flush=True)
             return ckpt.load(run), info
         print(f"{key}: {run} holds another config; training again", flush=True)
-    if run.exists():
-        shutil.rmtree(run)
+    fresh_run_dir(run)
     t0 = time.perf_counter()
     opts = {"epochs": 10_000, "batch_size": 100, "lr": 1e-3, "patience": None, **options}
     res = dgm.train(model, train, valid, out=run, progress=False, max_minutes=minutes, seed=0, **opts)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import RUNS, peak_rates, step_flops, table, test_subset, update_results
+from benchmarks.common import RUNS, fresh_run_dir, peak_rates, step_flops, table, test_subset, update_results
 from dgm.training import seed_everything
 from dgm.viz import image_grid
 
@@ -60,9 +59,9 @@ def run(label: str, args, train, valid, test) -> dict:
         name, event_shape=(784,), support="binary", latent_dim=10, hidden_sizes=[300, 300], **options
     )
     flops = step_flops(model, train.get_batch(torch.arange(100), torch.Generator().manual_seed(0))[0])
-    run_dir = RUNS / ("latent-smoke" if args.smoke else "latent") / f"{label}-{args.lr_schedule}"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    run_dir = fresh_run_dir(
+        RUNS / ("latent-smoke" if args.smoke else "latent") / f"{label}-{args.lr_schedule}"
+    )
     t0 = time.perf_counter()
     res = dgm.train(
         model,

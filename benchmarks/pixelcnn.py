@@ -27,7 +27,6 @@ import argparse
 import copy
 import json
 import math
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import RUNS, peak_rates, step_flops, table, update_results
+from benchmarks.common import RUNS, fresh_run_dir, peak_rates, step_flops, table, update_results
 from dgm.training.trainer import resolve_device
 from dgm.viz import image_grid
 
@@ -242,9 +241,7 @@ def run_model(
     t0 = time.perf_counter()
     # The wall budget itself ends training (the Budget guard), not the step estimate above: a first
     # timing taken while the machine is busy would otherwise cut a model's budget short.
-    run_dir = RUNS / ("pixelcnn-smoke" if args.smoke else "pixelcnn") / name
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    run_dir = fresh_run_dir(RUNS / ("pixelcnn-smoke" if args.smoke else "pixelcnn") / name)
     res = dgm.train(
         model,
         train,

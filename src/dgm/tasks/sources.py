@@ -123,6 +123,11 @@ def _image_layout(ds: Dataset, image_shape) -> tuple[int, int, int]:
     return shape
 
 
+def _value_range(sup: Support, x: torch.Tensor) -> tuple[float, float]:
+    """The lowest and highest value: the support's levels for discrete data, the reference's range else."""
+    return (0.0, sup.num_categories - 1.0) if sup.discrete else (x.min().item(), x.max().item())
+
+
 def transform(
     kind: str, reference: Dataset, support: str, options: dict, generator, image_shape=None
 ) -> Dataset:
@@ -140,7 +145,7 @@ def transform(
             new = mean + std * torch.randn((n, *reference.event_shape), generator=generator)
         y = None
     elif kind == "inverted":
-        lo, hi = (0.0, sup.num_categories - 1.0) if sup.discrete else (x.min().item(), x.max().item())
+        lo, hi = _value_range(sup, x)
         new = lo + hi - x
     elif kind in ("rotated", "flipped"):
         C, H, W = _image_layout(reference, image_shape)
@@ -164,7 +169,7 @@ def transform(
         # The simplest input there is (a blank page): the classic case of a likelihood that ranks an
         # out-of-distribution input above the data (Nalisnick et al. 2019).
         value = options.pop("value", None)
-        lo, hi = (0.0, sup.num_categories - 1.0) if sup.discrete else (x.min().item(), x.max().item())
+        lo, hi = _value_range(sup, x)
         try:
             level = lo if value is None else float(value)
         except ValueError:
