@@ -115,10 +115,17 @@ def test_resume_continues_a_run(trained, capsys):
         "--out",
         str(out),
         "--resume",
+        "--ema-decay",
+        "0.9",
         "--no-progress",
     )
     assert code == 0, err
     assert len((out / "metrics.csv").read_text().splitlines()) == 6
+    # The run had no average; resumed with --ema-decay it starts one and checkpoints it.
+    from dgm.core import checkpoint as ckpt
+
+    tensors, _ = ckpt.load_tensors(out / ckpt.TRAINING_STATE)
+    assert "ema.logits" in tensors
 
 
 def test_closed_form_fit_on_categorical_digits(tmp_path, capsys):

@@ -206,6 +206,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--lr-gamma", type=float, default=1.0)
     s.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
     s.add_argument(
+        "--ema-decay",
+        type=float,
+        default=None,
+        help="Polyak averaging: validate, keep and save the moving average of the weights (e.g. 0.999)",
+    )
+    s.add_argument(
         "--checkpoint-every", type=float, default=300.0, help="seconds between mid-epoch checkpoints"
     )
     s.add_argument("--num-train", type=int, help="use only the first N training examples")
@@ -658,6 +664,7 @@ def cmd_train(args, extra: list[str]) -> None:
         lr_min=args.lr_min,
         lr_gamma=args.lr_gamma,
         warmup_steps=args.warmup_steps,
+        ema_decay=args.ema_decay,
         checkpoint_every=args.checkpoint_every,
     )
     unit = "Adam steps" if result.method == "gradient" else "fit iterations (closed form / EM)"

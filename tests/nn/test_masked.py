@@ -102,6 +102,7 @@ def test_masked_mlp_is_autoregressive_for_every_mask(hidden):
         order_agnostic=True,
         connectivity_agnostic=bool(hidden),
         condition_on_mask=True,
+        direct_connection=bool(hidden),
         seed=int(torch.randint(1000, ())),
     ).double()
     with torch.no_grad():
@@ -150,6 +151,16 @@ def test_num_connected_parameters():
     assert net.num_connected_parameters() == expected
     conditioned = MaskedMLP(D, [12, 12], num_masks=3, connectivity_agnostic=True, condition_on_mask=True)
     assert conditioned.num_connected_parameters() == expected + int(union[0].sum() + union[1].sum())
+    # A direct input → output map adds, per output, one weight for each earlier input of some mask.
+    direct = MaskedMLP(D, [12, 12], num_masks=3, order_agnostic=True, direct_connection=True)
+    plain = MaskedMLP(D, [12, 12], num_masks=3, order_agnostic=True)
+    seen = torch.zeros(D, D, dtype=torch.bool)
+    for m in range(3):
+        position = torch.argsort(direct.orderings[m])
+        seen |= position[:, None] > position[None, :]
+    assert direct.num_connected_parameters() == plain.num_connected_parameters() + int(seen.sum())
+    with pytest.raises(ConfigError, match="direct_connection"):
+        MaskedMLP(D, [], direct_connection=True)
 
 
 @pytest.mark.parametrize("hidden", [[], [16], [12, 14]])
@@ -166,6 +177,7 @@ def test_generate_matches_the_full_network(hidden):
         order_agnostic=True,
         connectivity_agnostic=bool(hidden),
         condition_on_mask=True,
+        direct_connection=bool(hidden),
         seed=int(torch.randint(1000, ())),
     ).double()
     with torch.no_grad():

@@ -45,9 +45,14 @@ def test_same_seed_same_parameters():
 
 
 @pytest.mark.parametrize("stop_at_step", [3, 10, 19])  # mid-epoch, another mid-epoch, at an epoch's end
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "ema"])
 def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, stop_at_step, schedule):
-    OPTS = {**globals()["OPTS"], "lr_schedule": schedule, "warmup_steps": 4 if schedule == "cosine" else 0}
+    OPTS = {
+        **globals()["OPTS"],
+        "lr_schedule": "cosine" if schedule == "cosine" else "constant",
+        "warmup_steps": 4 if schedule == "cosine" else 0,
+        "ema_decay": 0.9 if schedule == "ema" else None,
+    }
     reference = fresh_model()
     dgm.train(reference, dynamic_data(), dynamic_data(200, seed=1), out=tmp_path / "ref", **OPTS)
 
@@ -75,6 +80,10 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, stop_at_step
     final_run, _ = ckpt.load_tensors(tmp_path / "run" / ckpt.TRAINING_STATE)
     assert torch.equal(final_ref["model.logits"], final_run["model.logits"])
     assert torch.equal(final_ref["optim.0.exp_avg_sq"], final_run["optim.0.exp_avg_sq"])
+    assert torch.equal(final_ref["best.logits"], final_run["best.logits"])
+    assert ("ema.logits" in final_ref) == (schedule == "ema")
+    if schedule == "ema":
+        assert torch.equal(final_ref["ema.logits"], final_run["ema.logits"])
     assert (tmp_path / "ref" / ckpt.METRICS).read_text().count("\n") == (
         tmp_path / "run" / ckpt.METRICS
     ).read_text().count("\n")
@@ -82,6 +91,38 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, stop_at_step
     run_rows = read_csv(tmp_path / "run" / ckpt.METRICS)
     assert [r["train_loss"] for r in ref_rows] == [r["train_loss"] for r in run_rows]
     assert result.steps == 40
+
+
+def test_polyak_averaging_keeps_the_average_and_trains_the_raw_weights():
+    """With ema_decay the returned weights are the moving average of the raw trajectory (decay warm-started
+    as min(decay, (1+t)/(10+t))), and the raw trajectory is the one training without averaging follows."""
+    opts = {**OPTS, "epochs": 3}
+    trajectory = []
+    averaged = fresh_model()
+    dgm.train(
+        averaged,
+        dynamic_data(),
+        callbacks=[lambda tr: trajectory.append(tr.model.logits.detach().clone())],
+        ema_decay=0.95,
+        **opts,
+    )
+    plain_trajectory = []
+    plain = fresh_model()
+    dgm.train(
+        plain,
+        dynamic_data(),
+        callbacks=[lambda tr: plain_trajectory.append(tr.model.logits.detach().clone())],
+        **opts,
+    )
+    assert all(torch.equal(a, b) for a, b in zip(trajectory, plain_trajectory, strict=True))
+    ema = fresh_model().logits.detach().clone()
+    for t, w in enumerate(trajectory):
+        decay = min(0.95, (1 + t) / (10 + t))
+        ema = decay * ema + (1 - decay) * w
+    assert torch.allclose(averaged.logits, ema, atol=1e-6)
+    assert not torch.allclose(averaged.logits, plain.logits, atol=1e-3)
+    with pytest.raises(dgm.ConfigError, match="ema_decay"):
+        dgm.train(fresh_model(), dynamic_data(), ema_decay=1.0, **opts)
 
 
 def test_resume_with_more_epochs_continues(tmp_path):

@@ -125,6 +125,17 @@ def made_masks(
     return masks
 
 
+def direct_mask(input_degrees: Tensor, num_inputs_per_dim: int = 1, num_outputs_per_dim: int = 1) -> Tensor:
+    """The (out, in) mask of a direct input → output connection: output d keeps inputs of degree < d.
+
+    It is the output mask of a network without hidden layers (an FVSBN-like linear term), the
+    ``direct_input_connect="Output"`` of Germain et al.'s code.
+    """
+    d_in = input_degrees.repeat(num_inputs_per_dim)
+    d_out = input_degrees.repeat(num_outputs_per_dim)
+    return (d_out[:, None] > d_in[None, :]).float()
+
+
 # ---------------------------------------------------------------------------- layers
 class MaskedLinear(nn.Linear):
     """``y = x (W ⊙ M)ᵀ + b`` with a fixed 0/1 mask M held in a buffer (saved with the weights).
@@ -182,6 +193,11 @@ class MaskedMLP(nn.Module):
             (U ⊙ M) 1 / fan-in to its pre-activation with a learned U shaped like the layer's weight
             (Germain et al. 2015, §4.3, for several masks, where a unit's input set changes from mask to
             mask; divided by the fan-in so that Adam's per-entry steps do not add up across the row).
+        direct_connection: add a masked linear map straight from the inputs to the outputs (output d sees
+            the inputs before d), so every conditional has a logistic-regression term beside the hidden
+            layers'. Germain et al.'s MNIST results use it (their code's ``direct_input_connect="Output"``);
+            with connectivity-agnostic masks it carries the conditionals while the hidden units, whose
+            input sets change from mask to mask, learn the rest.
         seed: seeds the orderings and degrees, so a config rebuilds the same masks.
     """
 
@@ -200,6 +216,7 @@ class MaskedMLP(nn.Module):
         hidden_degrees: str = "random",
         activation: str = "relu",
         condition_on_mask: bool = False,
+        direct_connection: bool = False,
         seed: int = 0,
     ):
         super().__init__()
@@ -218,6 +235,10 @@ class MaskedMLP(nn.Module):
             )
         if connectivity_agnostic and not hidden_sizes:
             raise ConfigError("connectivity_agnostic needs at least one hidden layer")
+        if direct_connection and not hidden_sizes:
+            raise ConfigError(
+                "direct_connection needs hidden layers (without them the net is already direct)"
+            )
         if activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}")
         self.num_dims, self.hidden_sizes = num_dims, hidden_sizes
@@ -242,6 +263,10 @@ class MaskedMLP(nn.Module):
         masks = self.masks(0)
         self.layers = nn.ModuleList(
             MaskedLinear(a, b, mask) for a, b, mask in zip(sizes[:-1], sizes[1:], masks, strict=True)
+        )
+        # The direct map's stored mask is mask 0's, like the layers'; the output layer holds the bias.
+        self.direct = (
+            MaskedLinear(sizes[0], sizes[-1], self.direct_mask(0), bias=False) if direct_connection else None
         )
         if context_size:
             self.context_hidden = nn.Linear(context_size, sizes[1], bias=False) if hidden_sizes else None
@@ -271,6 +296,12 @@ class MaskedMLP(nn.Module):
             self.degrees(mask_index, ordering), self.num_inputs_per_dim, self.num_outputs_per_dim
         )
 
+    def direct_mask(self, mask_index: int = 0, ordering: Tensor | None = None) -> Tensor:
+        """The direct input → output connection's mask for mask ``mask_index`` (and ``ordering``)."""
+        return direct_mask(
+            self.degrees(mask_index, ordering)[0], self.num_inputs_per_dim, self.num_outputs_per_dim
+        )
+
     def ordering(self, mask_index: int = 0) -> Tensor:
         self._check_index(mask_index)
         return self.orderings[mask_index]
@@ -297,6 +328,11 @@ class MaskedMLP(nn.Module):
         total = sum(int(u.sum()) + layer.bias.numel() for u, layer in zip(union, self.layers, strict=True))
         if self.mask_weights is not None:
             total += sum(int(u.sum()) for u in union[:-1])
+        if self.direct is not None:
+            direct = torch.zeros_like(self.direct.mask, dtype=torch.bool)
+            for m in range(self.num_masks):
+                direct |= self.direct_mask(m).bool()
+            total += int(direct.sum())
         if self.context_size:
             total += sum(p.numel() for n, p in self.named_parameters() if n.startswith("context_"))
         return total
@@ -314,7 +350,7 @@ class MaskedMLP(nn.Module):
         Output ``[:, :, d]`` depends only on inputs of dimensions before ``d`` in the mask's ordering (and on
         ``context``). Without ``mask_index``/``ordering`` the stored mask 0 is used.
         """
-        h = x.reshape(len(x), -1)
+        h = x_flat = x.reshape(len(x), -1)
         masks = self._layer_masks(mask_index, ordering)
         last = len(self.layers) - 1
         for i, (layer, mask) in enumerate(zip(self.layers, masks, strict=True)):
@@ -325,6 +361,11 @@ class MaskedMLP(nn.Module):
                 h = h + (self.mask_weights[i] * (layer.mask if mask is None else mask)).mean(1)
             if i < last:
                 h = self.activation(h)
+        if self.direct is not None:
+            mask = None
+            if mask_index is not None or ordering is not None:
+                mask = self.direct_mask(0 if mask_index is None else mask_index, ordering).to(h.dtype)
+            h = h + self.direct(x_flat, mask)
         if self.context_size:
             h = h + self.context_output(context)
         return h.reshape(len(x), self.num_outputs_per_dim, self.num_dims)
@@ -432,6 +473,10 @@ class MaskedMLP(nn.Module):
             params = torch.einsum("mgi,mpi->mgp", h, w_rows) + out_bias.gather(
                 2, rows[:, None, :].expand(*shape, p_out)
             )
+            if self.direct is not None:  # O(D) per row: the inputs at earlier positions only
+                seen = (positions < t).to(dtype).repeat(1, p_in)
+                w_direct = self.direct.weight[rows] * seen[:, None, :]
+                params = params + torch.einsum("mgi,mpi->mgp", grouped(inputs.reshape(n, -1)), w_direct)
             d_rows = d[group]
             new = step(d_rows, params[group, slot]).to(dtype).reshape(n, p_in)
             if deep:

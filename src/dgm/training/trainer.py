@@ -12,6 +12,7 @@ reaches the same parameters as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -62,6 +63,9 @@ class TrainOptions:
     lr_min: float = 0.0  # the cosine schedule's final learning rate
     lr_gamma: float = 1.0  # the exponential schedule's factor per epoch
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps, before any schedule
+    # Polyak averaging (an exponential moving average of the weights, decay per step; e.g. 0.999):
+    # validation, the kept best weights and the returned model use the average, training the raw weights.
+    ema_decay: float | None = None
     tensorboard: bool | None = None  # None: log to TensorBoard if it is installed
 
     def __post_init__(self):
@@ -82,6 +86,8 @@ class TrainOptions:
             raise ConfigError(f"lr_gamma must lie in (0, 1], got {self.lr_gamma!r}")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ConfigError(f"max_minutes must be positive or None, got {self.max_minutes!r}")
 
@@ -225,6 +231,13 @@ class Trainer:
             else None
         )
         self._epoch_start_shuffle = self.shuffle_gen.get_state()
+        # The average starts at the initial weights; a resumed run replaces it with the saved one.
+        self._ema_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        self.ema = (
+            [p.detach().clone() for p in self._trained_parameters()]
+            if opts.ema_decay is not None and self.optimizer is not None
+            else None
+        )
         if self.out is not None:
             self._prepare_run_dir()
         start = time.monotonic() - self.state.elapsed_s
@@ -340,11 +353,39 @@ class Trainer:
         clip = self.options.grad_clip if self.options.grad_clip is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
+        if self.ema is not None:
+            # Warm-started decay (as TensorFlow's ExponentialMovingAverage with num_updates): early on
+            # the average forgets its random initial weights quickly.
+            t = self.state.step
+            decay = min(self.options.ema_decay, (1 + t) / (10 + t))
+            with torch.no_grad():
+                torch._foreach_lerp_(self.ema, self._trained_parameters(), 1 - decay)
         return {
             "train_loss": loss.item(),
             "grad_norm": float(grad_norm),
             **{k: float(v) for k, v in extra.items()},
         }
+
+    def _trained_parameters(self) -> list[torch.Tensor]:
+        params = dict(self.model.named_parameters())
+        return [params[n] for n in self._ema_names]
+
+    @contextlib.contextmanager
+    def _averaged_weights(self):
+        """Inside: the model holds the Polyak-averaged weights (when ``ema_decay`` is set); after: the raw
+        weights again, so training continues from where it was."""
+        if self.ema is None:
+            yield
+            return
+        params = self._trained_parameters()
+        raw = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            torch._foreach_copy_(params, self.ema)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(params, raw)
 
     def _fit_loop(self, start: float) -> None:
         """Closed-form or EM fitting: each iteration the model yields counts as an epoch."""
@@ -364,32 +405,33 @@ class Trainer:
     def _end_epoch(self, row: dict, start: float) -> bool:
         """Validate, log, keep the best weights, checkpoint; True when early stopping fires."""
         st, opts = self.state, self.options
-        if self.valid_data is not None:
-            # A latent-variable model's validation NLL is an importance-sampled estimate; its K trades the
-            # estimate's bias against the cost of validating every epoch.
-            kw = (
-                {"num_samples": opts.eval_num_samples}
-                if opts.eval_num_samples and not self.model.exact
-                else {}
-            )
-            res = evaluate(self.model, self.valid_data, opts.eval_batch_size, **kw)
-            row["valid_nll"], row["valid_bpd"] = res["nll"], res["bits_per_dim"]
-            improved = res["nll"] < st.best_valid_nll
-        else:
-            improved = True  # without validation data the latest weights are the ones kept
-        st.elapsed_s = time.monotonic() - start
-        row["elapsed_s"] = st.elapsed_s
-        st.history.append(row)
-        st.epoch, st.batch, st.epoch_sums, st.epoch_count = st.epoch + 1, 0, {}, 0
-        if improved:
-            st.best_valid_nll = row.get("valid_nll", math.nan)
-            st.best_epoch = st.epoch
-            st.bad_epochs = 0
-            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            if self.out is not None:
-                ckpt.save_model(self.model, self.out)
-        else:
-            st.bad_epochs += 1
+        with self._averaged_weights():
+            if self.valid_data is not None:
+                # A latent-variable model's validation NLL is an importance-sampled estimate; its K trades
+                # the estimate's bias against the cost of validating every epoch.
+                kw = (
+                    {"num_samples": opts.eval_num_samples}
+                    if opts.eval_num_samples and not self.model.exact
+                    else {}
+                )
+                res = evaluate(self.model, self.valid_data, opts.eval_batch_size, **kw)
+                row["valid_nll"], row["valid_bpd"] = res["nll"], res["bits_per_dim"]
+                improved = res["nll"] < st.best_valid_nll
+            else:
+                improved = True  # without validation data the latest weights are the ones kept
+            st.elapsed_s = time.monotonic() - start
+            row["elapsed_s"] = st.elapsed_s
+            st.history.append(row)
+            st.epoch, st.batch, st.epoch_sums, st.epoch_count = st.epoch + 1, 0, {}, 0
+            if improved:
+                st.best_valid_nll = row.get("valid_nll", math.nan)
+                st.best_epoch = st.epoch
+                st.bad_epochs = 0
+                self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                if self.out is not None:
+                    ckpt.save_model(self.model, self.out)
+            else:
+                st.bad_epochs += 1
         if opts.patience is not None and st.bad_epochs >= opts.patience:
             st.stopped_early = True
         self._log(row)
@@ -464,6 +506,8 @@ class Trainer:
         best = getattr(self, "_best_state", None)
         if best is not None:
             tensors.update({f"best.{k}": v for k, v in best.items()})
+        if self.ema is not None:
+            tensors.update({f"ema.{n}": v for n, v in zip(self._ema_names, self.ema, strict=True)})
         meta = {"state": asdict(self.state), "optimizer": optim_meta, "method": self.method}
         ckpt.save_tensors(self.out / ckpt.TRAINING_STATE, tensors, meta)
         ckpt.atomic_write(self.out / ckpt.METRICS, _csv(self.state.history))
@@ -480,6 +524,11 @@ class Trainer:
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         if best:
             self._best_state = best
+        if self.ema is not None:
+            # A run started without averaging starts its average here, at the resumed weights.
+            with torch.no_grad():
+                for n, e, p in zip(self._ema_names, self.ema, self._trained_parameters(), strict=True):
+                    e.copy_(tensors.get(f"ema.{n}", p.detach()))
         if meta.get("method", self.method) != self.method:
             raise CheckpointError(f"cannot resume {self.out}: it was trained with method {meta['method']!r}")
         self.state = TrainState(**meta["state"])

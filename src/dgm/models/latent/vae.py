@@ -56,6 +56,8 @@ class VAE(LatentVariableModel):
         gradient: ``"reparam"`` or ``"reinforce"`` (the encoder's gradient estimator).
         analytic_kl: use the closed-form KL where it exists (else a Monte Carlo estimate).
         num_classes: if set, the model is class-conditional: q(z | x, y) and p(x | z, y) (CVAE).
+        kl_warmup: training steps over which the KL's weight rises linearly to ``beta`` (0: none); see
+            :meth:`~dgm.models.latent.base.LatentVariableModel._setup_kl_warmup`.
     """
 
     def __init__(
@@ -73,9 +75,11 @@ class VAE(LatentVariableModel):
         gradient: str = "reparam",
         analytic_kl: bool = True,
         num_classes: int | None = None,
+        kl_warmup: int = 0,
     ):
         super().__init__(event_shape, support)
         self._check_common(num_train_samples, beta, gradient)
+        self._setup_kl_warmup(kl_warmup)
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
             raise ConfigError(f"latent_dim must be a positive int, got {latent_dim!r}")
         if num_classes is not None and (
