@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -28,6 +29,7 @@ from benchmarks.common import table, update_results
 from dgm.models.latent.ssvae import semi_supervised
 from dgm.training import seed_everything
 
+FIGURES = Path(__file__).with_name("figures")
 VARIANTS = {"m2": {"generative": True}, "classifier-only": {"generative": False}}
 
 
@@ -37,6 +39,7 @@ def main():
     p.add_argument("--max-minutes", type=float, default=60.0, help="wall budget per variant")
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--smoke", action="store_true", help="0.5 min per variant, RESULTS.md untouched")
+    p.add_argument("--track-every", type=int, default=1000, help="steps between validation-accuracy checks")
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.smoke:
@@ -44,15 +47,26 @@ def main():
     train = semi_supervised(dgm.data.load("mnist-dynamic", "train"), labels_per_class=10, seed=0)
     valid = dgm.data.load("mnist-dynamic", "valid").take(1000)
     test = dgm.data.load("mnist-dynamic", "test")
-    rows = []
+    rows, curves = [], {}
     for name in args.variants.split(","):
         seed_everything(0)
         model = dgm.build("ssvae", event_shape=(784,), **VARIANTS[name])
         t0 = time.perf_counter()
+        curve = []
+
+        def track(trainer, model=model, curve=curve, name=name):
+            # Accuracy of the current (raw) weights on the 1,000 validation images, to show the trend.
+            if trainer.state.step % args.track_every == 0:
+                with torch.no_grad():
+                    acc = (model.predict(valid.x.float()) == valid.y).double().mean().item()
+                curve.append((trainer.state.step, acc))
+                print(f"{name}: step {trainer.state.step} valid accuracy {100 * acc:.2f} %", flush=True)
+
         res = dgm.train(
             model, train, valid, epochs=args.epochs, batch_size=100, lr=1e-3, patience=None,
-            max_minutes=args.max_minutes, eval_num_samples=10, progress=False, seed=0,
+            max_minutes=args.max_minutes, eval_num_samples=10, progress=False, seed=0, callbacks=[track],
         )  # fmt: skip
+        curves[name] = curve
         wall = time.perf_counter() - t0
         acc = dgm.evaluation.accuracy(model, test)
         rows.append(
@@ -67,14 +81,41 @@ def main():
         )
         print(rows[-1], flush=True)
     print(table(rows, list(rows[0])))
+    figure = Path("/tmp/dgm-ssvae-smoke" if args.smoke else FIGURES) / "ssvae_accuracy.png"
+    plot_curves(curves, figure)
     if not args.smoke:
         update_results(
             "latent-ssvae",
             "## Semi-supervised VAE (M2), 100 labels (issue #5)\n\n"
             "`mnist-dynamic` training images, 10 labels per class kept (seed 0), the rest unlabelled; test "
             "accuracy of q(y | x) on the 10,000 test images (binarised once), each variant within its wall "
-            f"budget of {args.max_minutes:g} min (one thread).\n\n" + table(rows, list(rows[0])),
+            f"budget of {args.max_minutes:g} min (one thread).\n\n"
+            + table(rows, list(rows[0]))
+            + "\n\nValidation accuracy during training (1,000 validation images, every "
+            f"{args.track_every:,} steps): `benchmarks/figures/ssvae_accuracy.png`.",
         )
+
+
+def plot_curves(curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        if curve:
+            steps, acc = zip(*curve, strict=True)
+            ax.plot(steps, [100 * a for a in acc], label=name)
+    ax.set_xlabel("training steps (batch 100)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("ssvae, 100 labels")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
