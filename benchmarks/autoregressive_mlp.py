@@ -69,6 +69,13 @@ MODELS = {
         "97.45 (Gan et al. 2015)",
         97.5,
     ),
+    "fvsbn-ema-l2": (
+        "fvsbn",
+        {},
+        {"lr": 1e-3, "patience": 10, "ema_decay": 0.999, "weight_decay": 1e-4},
+        "97.45 (Gan et al. 2015)",
+        97.5,
+    ),
     "nade": (
         "nade",
         {"hidden_size": 500},
