@@ -97,23 +97,16 @@ def test_polyak_averaging_keeps_the_average_and_trains_the_raw_weights():
     """With ema_decay the returned weights are the moving average of the raw trajectory (decay warm-started
     as min(decay, (1+t)/(10+t))), and the raw trajectory is the one training without averaging follows."""
     opts = {**OPTS, "epochs": 3}
-    trajectory = []
-    averaged = fresh_model()
-    dgm.train(
-        averaged,
-        dynamic_data(),
-        callbacks=[lambda tr: trajectory.append(tr.model.logits.detach().clone())],
-        ema_decay=0.95,
-        **opts,
-    )
-    plain_trajectory = []
-    plain = fresh_model()
-    dgm.train(
-        plain,
-        dynamic_data(),
-        callbacks=[lambda tr: plain_trajectory.append(tr.model.logits.detach().clone())],
-        **opts,
-    )
+
+    def train_recording(**kw):
+        """The trained model and its raw weights after every step."""
+        model, trajectory = fresh_model(), []
+        callback = [lambda tr: trajectory.append(tr.model.logits.detach().clone())]
+        dgm.train(model, dynamic_data(), callbacks=callback, **kw, **opts)
+        return model, trajectory
+
+    averaged, trajectory = train_recording(ema_decay=0.95)
+    plain, plain_trajectory = train_recording()
     assert all(torch.equal(a, b) for a, b in zip(trajectory, plain_trajectory, strict=True))
     ema = fresh_model().logits.detach().clone()
     for t, w in enumerate(trajectory):

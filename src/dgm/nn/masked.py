@@ -131,9 +131,7 @@ def direct_mask(input_degrees: Tensor, num_inputs_per_dim: int = 1, num_outputs_
     It is the output mask of a network without hidden layers (an FVSBN-like linear term), the
     ``direct_input_connect="Output"`` of Germain et al.'s code.
     """
-    d_in = input_degrees.repeat(num_inputs_per_dim)
-    d_out = input_degrees.repeat(num_outputs_per_dim)
-    return (d_out[:, None] > d_in[None, :]).float()
+    return made_masks([input_degrees], num_inputs_per_dim, num_outputs_per_dim)[-1]
 
 
 # ---------------------------------------------------------------------------- layers

@@ -74,6 +74,7 @@ class LatentVariableModel(GenerativeModel):
     chunk_budget: ClassVar[int] = 2**23  # values in the largest tensor of one chunk (≈ 32 MB in float32)
 
     num_classes: int | None = None
+    kl_warmup: int = 0  # training steps of KL warm-up (see _setup_kl_warmup)
 
     @property
     def conditional(self) -> bool:
@@ -112,10 +113,9 @@ class LatentVariableModel(GenerativeModel):
 
     def training_beta(self) -> float:
         """The KL weight of the current training step: ``beta`` after the warm-up."""
-        warmup = getattr(self, "kl_warmup", 0)
-        if not warmup:
+        if not self.kl_warmup:
             return self.beta
-        return self.beta * min(1.0, (int(self.train_steps) + 1) / warmup)
+        return self.beta * min(1.0, (int(self.train_steps) + 1) / self.kl_warmup)
 
     # ------------------------------------------------------------------ labels
     def _labels(self, context, n: int) -> Tensor | None:
@@ -421,7 +421,7 @@ class LatentVariableModel(GenerativeModel):
         beta = self.beta
         if self.training and torch.is_grad_enabled():
             beta = self.training_beta()
-            if getattr(self, "kl_warmup", 0):
+            if self.kl_warmup:
                 self.train_steps.add_(1)
         return self._combine_over_labels(
             x, labels, lambda xx, yy: self._terms(xx, yy, k, est, beta, importance_weighted=k > 1)
@@ -477,7 +477,7 @@ class LatentVariableModel(GenerativeModel):
 
     @torch.no_grad()
     def posterior_means(
-        self, x: Tensor, context: Tensor | None = None, num_samples: int = 200, generator=None
+        self, x: Tensor, context: Tensor | None = None, num_samples: int = 500, generator=None
     ):
         """E_q[z | x] for each stochastic layer, a list of (N, d_l) tensors (one layer here; hierarchies
         override it)."""
