@@ -54,7 +54,8 @@ ARCH = {
     "gaussianization-flow": {"num_layers": 6, "num_components": 20},
 }
 DGM_OPTIONS = {
-    "nice": {"base": "normal"},
+    # NICE's scaling from the identity, as nflows' and zuko's (dgm's default starts it from the data).
+    "nice": {"base": "normal", "data_init": False},
     "realnvp": {"architecture": "flat"},
     "maf": {},
     "iaf": {},

@@ -222,6 +222,26 @@ def test_every_flow_learns_by_gradient_descent():
         assert model.loss(x).item() < before - 0.5, name
 
 
+@pytest.mark.parametrize("base, std", [("logistic", math.pi / math.sqrt(3)), ("normal", 1.0)])
+def test_nice_starts_its_scaling_from_the_first_training_batch(base, std):
+    # Pixel-like data: most values always within 1/256 of 0, a few spread over [0, 1].
+    torch.manual_seed(0)
+    x = torch.rand(300, 6) * torch.tensor([1 / 256] * 4 + [1.0] * 2)
+    model = dgm.build("nice", event_shape=(6,), num_layers=2, hidden_sizes=[8], base=base)
+    identity = dgm.build("nice", event_shape=(6,), num_layers=2, hidden_sizes=[8], base=base, data_init=False)
+    identity.load_state_dict({k: v for k, v in model.state_dict().items() if k in identity.state_dict()})
+    model.train()
+    first = model.loss(x).item()  # initialises
+    z, _ = model.transform(x)
+    torch.testing.assert_close(z.square().mean(0).sqrt(), torch.full((6,), std), rtol=1e-4, atol=0)
+    assert first < identity.loss(x).item() - 4  # the narrow values start far denser
+    model.eval()
+    scale = model.transform.transforms[-1].log_scale.detach().clone()
+    model.train()
+    model.loss(2 * x)
+    assert torch.equal(model.transform.transforms[-1].log_scale, scale)  # once only
+
+
 def test_options_are_checked():
     with pytest.raises(ConfigError, match="dequantise"):
         dgm.build("maf", event_shape=(4,), support="binary")

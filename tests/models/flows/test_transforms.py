@@ -44,6 +44,7 @@ def multiscale_realnvp():
 CASES = {
     "affine": (lambda: ElementwiseAffine(5), (5,), "real", 0),
     "scaling": (lambda: ElementwiseAffine(5, shift=False), (5,), "real", 0),
+    "scaling-data-init": (lambda: ElementwiseAffine(5, shift=False, data_init=1.8), (5,), "real", 0),
     "affine-per-channel": (lambda: ElementwiseAffine((2, 1, 1)), (2, 3, 3), "real", 0),
     "logit": (lambda: Logit(0.05), (5,), "unit", 0),
     "sigmoid": (Sigmoid, (5,), "real", 0),
@@ -143,7 +144,7 @@ def prepare(name: str, dtype: torch.dtype):
     perturb(t, scale[0] if scale else 0.3)
     with torch.no_grad():
         for m in t.modules():
-            if isinstance(m, ActNorm):
+            if isinstance(m, ActNorm) or getattr(m, "data_init", None) is not None:
                 m.initialized.fill_(True)
             if isinstance(m, BatchNorm):
                 m.running_mean.normal_()
@@ -305,6 +306,30 @@ def test_actnorm_initialises_from_the_first_training_batch():
     loc = t.loc.detach().clone()
     t(x * 3)
     assert torch.equal(t.loc, loc)  # once only
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_elementwise_affine_data_init_scales_the_first_training_batch(shift):
+    t = ElementwiseAffine((3, 1, 1), shift=shift, data_init=1.8).double()
+    x = torch.rand(400, 3, 2, 2, dtype=torch.float64) * torch.tensor([1.0, 5.0, 0.004])[:, None, None] + 0.5
+    t.eval()
+    assert torch.equal(t(x)[0], x) and not t.initialized  # no initialisation in evaluation mode
+    t.train()
+    z, log_det = t(x)
+    target = torch.full((3,), 1.8, dtype=torch.float64)
+    if shift:  # mean 0, standard deviation 1.8 per channel
+        torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros_like(target), atol=1e-8, rtol=0)
+        torch.testing.assert_close(z.std((0, 2, 3), correction=0), target, rtol=1e-5, atol=0)
+    else:  # no shift to centre with: root mean square 1.8
+        torch.testing.assert_close(z.square().mean((0, 2, 3)).sqrt(), target, rtol=1e-5, atol=0)
+    torch.testing.assert_close(log_det, torch.full((400,), 4 * t.log_scale.sum().item(), dtype=torch.float64))
+    assert t.initialized and "initialized" in t.state_dict()
+    scale = t.log_scale.detach().clone()
+    t(x * 3)
+    assert torch.equal(t.log_scale, scale)  # once only
+    assert "initialized" not in ElementwiseAffine(3).state_dict()  # the plain layer keeps its keys
+    with pytest.raises(ConfigError, match="data_init"):
+        ElementwiseAffine(3, data_init=0.0)
 
 
 def test_batchnorm_uses_batch_statistics_in_training_and_running_averages_in_evaluation():

@@ -28,18 +28,47 @@ class ElementwiseAffine(Transform):
     of an image, ``(C, H, W)`` for one per pixel. ``shift=False`` gives NICE's diagonal scaling layer
     (Dinh, Krueger & Bengio 2014, §3.3), whose ``exp(S)`` lets the flow weigh its latent dimensions.
     Starts as the identity. log|det| = Σ log_scale over every value of the example.
+
+    ``data_init=s`` instead sets the parameters from the first training batch (as ActNorm does; a buffer
+    ``initialized`` records it, so a loaded checkpoint is not re-initialised): each output value gets root
+    mean square ``s`` (with ``shift``: mean 0 and standard deviation ``s``). Why: Adam moves a log-scale by
+    about ``lr`` per step whatever its gradient, and dequantised pixels that are always near 0 need a
+    log-scale near 6 (their width is 1/256), so from the identity NICE spends thousands of steps only
+    growing its scaling.
     """
 
-    def __init__(self, shape, shift: bool = True):
+    def __init__(self, shape, shift: bool = True, data_init: float | None = None):
         super().__init__()
         self.shape = _as_shape(shape)
         self.log_scale = nn.Parameter(torch.zeros(self.shape))
         self.shift = nn.Parameter(torch.zeros(self.shape)) if shift else None
+        if data_init is not None and not data_init > 0:
+            raise ConfigError(f"data_init must be a positive standard deviation or None, got {data_init!r}")
+        self.data_init = data_init
+        if data_init is not None:  # only then, so that checkpoints of the plain layer keep their keys
+            self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Set the parameters from the batch ``x`` (examples along dim 0) as described above."""
+        shape = (1,) * (x.dim() - 1 - len(self.shape)) + self.shape
+        dims = (0, *(1 + i for i, n in enumerate(shape) if n == 1))
+        x = x.to(self.log_scale.dtype)
+        # Without a shift to centre with, the root mean square is what the scale can set.
+        spread = x.square().mean(dims).sqrt() if self.shift is None else x.std(dims, correction=0)
+        log_scale = math.log(self.data_init or 1.0) - spread.clamp_min(1e-8).log()  # constant features
+        self.log_scale.copy_(log_scale.reshape(self.shape))
+        if self.shift is not None:
+            self.shift.copy_((-x.mean(dims) * log_scale.exp()).reshape(self.shape))
+        if self.data_init is not None:
+            self.initialized.fill_(True)
 
     def _log_det(self, x: Tensor) -> Tensor:
         return self.log_scale.expand(x.shape[1:]).sum().expand(len(x))
 
     def forward(self, x, context=None):
+        if self.data_init is not None and self.training and not bool(self.initialized) and len(x) > 1:
+            self.initialize(x)
         z = x * self.log_scale.exp()
         if self.shift is not None:
             z = z + self.shift
@@ -51,7 +80,8 @@ class ElementwiseAffine(Transform):
         return z * torch.exp(-self.log_scale), -self._log_det(z)
 
     def extra_repr(self) -> str:
-        return f"shape={self.shape}, shift={self.shift is not None}"
+        init = f", data_init={self.data_init:g}" if self.data_init is not None else ""
+        return f"shape={self.shape}, shift={self.shift is not None}{init}"
 
 
 class Logit(Transform):
