@@ -128,6 +128,22 @@ def test_resume_continues_a_run(trained, capsys):
     assert "ema.logits" in tensors
 
 
+def test_the_optimizer_is_chosen_on_the_command_line(tmp_path, capsys):
+    out = tmp_path / "sgd"
+    code, stdout, err = run(
+        capsys,
+        *("train", "independent", "--data", "digits-binary", "--method", "gradient", "--epochs", "1"),
+        *("--optimizer", "sgd", "--momentum", "0.5", "--lr", "0.1", "--out", str(out), "--no-progress"),
+    )
+    assert code == 0, err
+    assert "sgd steps" in stdout
+    assert json.loads((out / "run.json").read_text())["training"]["optimizer"] == "sgd"
+    code, _, err = run(
+        capsys, "train", "independent", "--data", "digits-binary", "--method", "gradient", "--momentum", "0.9"
+    )
+    assert code != 0 and "momentum" in err and "Traceback" not in err  # Adam has no momentum option
+
+
 def test_closed_form_fit_on_categorical_digits(tmp_path, capsys):
     code, _stdout, err = run(
         capsys,

@@ -174,6 +174,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=100)
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--weight-decay", type=float, default=0.0)
+    s.add_argument("--optimizer", choices=["adam", "sgd", "adagrad"], default="adam")
+    s.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     s.add_argument("--grad-clip", type=float, default=100.0, help="max gradient norm (0 disables)")
     s.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 disables)")
     s.add_argument("--seed", type=int, default=0)
@@ -652,6 +654,8 @@ def cmd_train(args, extra: list[str]) -> None:
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
         grad_clip=args.grad_clip or None,
         patience=args.patience or None,
         seed=args.seed,
@@ -667,7 +671,7 @@ def cmd_train(args, extra: list[str]) -> None:
         ema_decay=args.ema_decay,
         checkpoint_every=args.checkpoint_every,
     )
-    unit = "Adam steps" if result.method == "gradient" else "fit iterations (closed form / EM)"
+    unit = f"{args.optimizer} steps" if result.method == "gradient" else "fit iterations (closed form / EM)"
     print(
         f"trained {result.steps} {unit} in {result.elapsed_s:.1f} s; best epoch {result.best_epoch}"
         + (" (stopped early)" if result.stopped_early else "")

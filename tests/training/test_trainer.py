@@ -45,13 +45,15 @@ def test_same_seed_same_parameters():
 
 
 @pytest.mark.parametrize("stop_at_step", [3, 10, 19])  # mid-epoch, another mid-epoch, at an epoch's end
-@pytest.mark.parametrize("schedule", ["constant", "cosine", "ema"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "ema", "sgd", "adagrad"])
 def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, stop_at_step, schedule):
     OPTS = {
         **globals()["OPTS"],
         "lr_schedule": "cosine" if schedule == "cosine" else "constant",
         "warmup_steps": 4 if schedule == "cosine" else 0,
         "ema_decay": 0.9 if schedule == "ema" else None,
+        "optimizer": schedule if schedule in ("sgd", "adagrad") else "adam",
+        "momentum": 0.9 if schedule == "sgd" else 0.0,
     }
     reference = fresh_model()
     dgm.train(reference, dynamic_data(), dynamic_data(200, seed=1), out=tmp_path / "ref", **OPTS)
@@ -79,7 +81,9 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, stop_at_step
     final_ref, _ = ckpt.load_tensors(tmp_path / "ref" / ckpt.TRAINING_STATE)
     final_run, _ = ckpt.load_tensors(tmp_path / "run" / ckpt.TRAINING_STATE)
     assert torch.equal(final_ref["model.logits"], final_run["model.logits"])
-    assert torch.equal(final_ref["optim.0.exp_avg_sq"], final_run["optim.0.exp_avg_sq"])
+    optim_state = sorted(k for k in final_ref if k.startswith("optim."))
+    assert optim_state and optim_state == sorted(k for k in final_run if k.startswith("optim."))
+    assert all(torch.equal(final_ref[k], final_run[k]) for k in optim_state)
     assert torch.equal(final_ref["best.logits"], final_run["best.logits"])
     assert ("ema.logits" in final_ref) == (schedule == "ema")
     if schedule == "ema":
@@ -116,6 +120,34 @@ def test_polyak_averaging_keeps_the_average_and_trains_the_raw_weights():
     assert not torch.allclose(averaged.logits, plain.logits, atol=1e-3)
     with pytest.raises(dgm.ConfigError, match="ema_decay"):
         dgm.train(fresh_model(), dynamic_data(), ema_decay=1.0, **opts)
+
+
+def test_optimizers_take_their_own_steps(tmp_path):
+    """One SGD step is w − lr·g, one Adagrad step w − lr·g/|g| (its first accumulator is g²), one Adam step
+    w − lr·sign(g): the named optimizer is the one that runs; a run cannot resume under another."""
+    x = dynamic_data()
+    # One full batch of fixed binary data and no clipping: the first step's gradient is known exactly.
+    batch = Dataset(
+        "toy", "train", x.x[:64].bernoulli(generator=torch.Generator().manual_seed(0)), support="binary"
+    )
+    model = fresh_model()
+    grad = torch.autograd.grad(model.loss(batch.x), model.logits)[0]
+    expected = {
+        "sgd": model.logits - 0.05 * grad,
+        "adagrad": model.logits - 0.05 * grad / (grad.abs() + 1e-10),
+        "adam": model.logits - 0.05 * grad.sign(),
+    }
+    for name, after in expected.items():
+        stepped = fresh_model()
+        dgm.train(stepped, batch, **{**OPTS, "max_steps": 1, "grad_clip": None, "optimizer": name})
+        torch.testing.assert_close(stepped.logits, after.detach(), rtol=1e-5, atol=1e-6, msg=name)
+    dgm.train(fresh_model(), x, out=tmp_path, **{**OPTS, "epochs": 1, "optimizer": "sgd"})
+    with pytest.raises(dgm.CheckpointError, match="optimizer 'sgd'"):
+        dgm.train(fresh_model(), x, out=tmp_path, resume=True, **OPTS)
+    with pytest.raises(dgm.ConfigError, match="optimizer must be one of"):
+        dgm.train(fresh_model(), x, optimizer="lbfgs")
+    with pytest.raises(dgm.ConfigError, match="momentum"):
+        dgm.train(fresh_model(), x, momentum=0.9)  # Adam has no such option
 
 
 def test_resume_with_more_epochs_continues(tmp_path):
