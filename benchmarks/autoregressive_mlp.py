@@ -76,6 +76,15 @@ MODELS = {
         "97.45 (Gan et al. 2015)",
         97.5,
     ),
+    # SGD with momentum, as Larochelle & Murray trained their FVSBN: does the optimizer's implicit bias
+    # explain the gap to 97.45? (It does not: the same validation NLL as Adam.)
+    "fvsbn-sgd": (
+        "fvsbn",
+        {},
+        {"lr": 0.03, "optimizer": "sgd", "momentum": 0.9, "patience": 10, "ema_decay": 0.999},
+        "97.45 (Gan et al. 2015)",
+        97.5,
+    ),
     "nade": (
         "nade",
         {"hidden_size": 500},
@@ -128,7 +137,9 @@ def init_output_bias(model, train_x: torch.Tensor) -> None:
 
 
 def schedule_text(opts: dict) -> str:
-    text = f"lr {opts['lr']:g}"
+    optimizer = opts.get("optimizer", "adam")
+    names = {"adam": "", "sgd": f"SGD, momentum {opts.get('momentum', 0):g}, ", "adagrad": "Adagrad, "}
+    text = names[optimizer] + f"lr {opts['lr']:g}"
     if opts.get("lr_schedule", "constant") == "cosine":
         text += f" cosine over {opts['epochs']} ep"
     elif opts.get("lr_schedule") == "exponential":
@@ -344,7 +355,8 @@ def report(rows: list[dict], speed: dict | None, scaling: list, partial: bool = 
         "## FVSBN, NADE, MADE on binarized MNIST (issue #4)\n",
         *(["**Run in progress: rows so far.**\n"] if partial else []),
         "Static binarisation (Larochelle–Murray split); exact test NLL in nats on the number of test "
-        "images given. Adam, batch 100, early stopping on validation NLL, best weights kept, within each "
+        "images given. Adam (unless the schedule names another optimizer), batch 100, early stopping on "
+        "validation NLL, best weights kept, within each "
         'row\'s wall budget (threads: torch intra-op threads of that run). "share of matmul peak": the '
         "FLOPs of a training step as executed (torch's FLOP counter: matmuls, masked entries included) "
         "over the measured step time, against this machine's fp32 matmul peak measured by the same run.\n",
@@ -376,6 +388,18 @@ def report(rows: list[dict], speed: dict | None, scaling: list, partial: bool = 
             "naive version's extra work is dense matrix products running near the machine's peak: the "
             "wall-clock gap is smaller than D/2 and grows with D (fresh models, H = 500):\n",
             table(scaling, list(scaling[0])),
+            "",
+        ]
+    if any(r["model"].startswith("fvsbn") for r in rows):
+        body += [
+            "FVSBN is one logistic regression per pixel, a concave likelihood, so what separates it from "
+            "97.45 is regularisation, not optimisation. Its best validation NLL (all 10,000 validation "
+            "images; this validation set scores about 1 nat above the test set) is 98.88 with Adam and "
+            "averaging (training loss 96.6 and falling), 98.89 with SGD and momentum (the fvsbn-sgd row), "
+            "and with an L2 penalty on the weights only (biases free, a one-off sweep with Adam and "
+            "averaging) 98.81 at 3e-4, 99.33 at 1e-3 and 101.15 at 3e-3; the trainer's `weight_decay`, "
+            "which also pulls the biases of the always-white pixels towards 0, does worse (1e-3: 100.77). "
+            "No setting tried gets the validation NLL below 98.8, i.e. the test NLL below about 97.8.",
             "",
         ]
     if any(r["model"].startswith("made") for r in rows):

@@ -60,7 +60,9 @@ def run(label: str, args, train, valid, test) -> dict:
     )
     flops = step_flops(model, train.get_batch(torch.arange(100), torch.Generator().manual_seed(0))[0])
     run_dir = fresh_run_dir(
-        RUNS / ("latent-smoke" if args.smoke else "latent") / f"{label}-{args.lr_schedule}"
+        RUNS
+        / ("latent-smoke" if args.smoke else "latent")
+        / f"{label}-{args.lr_schedule}{'-ema' if args.ema_decay else ''}"
     )
     t0 = time.perf_counter()
     res = dgm.train(
@@ -72,6 +74,7 @@ def run(label: str, args, train, valid, test) -> dict:
         batch_size=100,
         lr=1e-3,
         lr_schedule=args.lr_schedule,
+        ema_decay=args.ema_decay,
         out=run_dir,
         patience=None,
         progress=not args.quiet,
@@ -178,6 +181,10 @@ def main():
         "--lr-schedule", default="constant", choices=["constant", "cosine"],
         help="cosine: from 1e-3 down to 0 over the run's --steps",
     )  # fmt: skip
+    p.add_argument(
+        "--ema-decay", type=float, default=None,
+        help="Polyak averaging: evaluate the moving average of the weights (e.g. 0.999)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--smoke", action="store_true", help="300 steps, 1000 test images, K ≤ 100")
@@ -194,7 +201,7 @@ def main():
     print(table(rows, COLUMNS))
     if args.smoke:
         return
-    suffix = "-cosine" if args.lr_schedule == "cosine" else ""
+    suffix = ("-cosine" if args.lr_schedule == "cosine" else "") + ("-ema" if args.ema_decay else "")
     update_results(f"latent-{'-'.join(r['model'] for r in rows)}{suffix}", report(rows, args, len(test)))
 
 
@@ -205,6 +212,11 @@ def report(rows, args, n_test) -> str:
             "(issue #5)\n",
             "z = 10, MLP 784-300-300 encoder and decoder, Bernoulli decoder, Adam 1e-3"
             + (" with a cosine decay to 0" if args.lr_schedule == "cosine" else "")
+            + (
+                f" and Polyak averaging of the weights (decay {args.ema_decay:g}; the average is evaluated)"
+                if args.ema_decay
+                else ""
+            )
             + ", batch 100, "
             f"{args.steps:,} iterations on `mnist-dynamic` (fresh Bernoulli binarisation per batch); test = "
             f"{n_test:,} test images binarised once (fixed seed). All figures in nats per image. −ELBO: "

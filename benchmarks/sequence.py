@@ -1,6 +1,11 @@
 """Character models on tiny Shakespeare (issue #4): LSTM char-RNN and a causal Transformer.
 
     DGM_DATA_DIR=../shared/data python -m benchmarks.sequence --max-minutes 25
+    DGM_DATA_DIR=../shared/data python -m benchmarks.sequence --models transformer-ar --max-minutes 14
+    python -m benchmarks.sequence --report                      (redraw RESULTS.md from stored rows)
+
+Each finished model's row is kept under ``runs/benchmarks/sequence/`` with its command, and the RESULTS.md
+section is redrawn from all of them, so models may run in separate invocations.
 
 Each model trains through `dgm.train` (Adam, batch 32 sequences of 256 characters, validation every
 epoch) until its wall-clock budget is spent, then reports the exact test NLL in nats per character and
@@ -21,10 +26,12 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import table, update_results
+from benchmarks.common import _command, table, update_results
+from dgm.core.checkpoint import read_json, write_json
 from dgm.data.sources import decode
 
 FIGURES = Path(__file__).with_name("figures")
+STORE = Path(__file__).resolve().parents[1] / "runs" / "benchmarks" / "sequence"
 
 CONFIGS = {
     "rnn": {"cell": "lstm", "hidden_size": 512, "num_layers": 1, "embedding_dim": 64},
@@ -79,8 +86,35 @@ def run(name: str, minutes: float, seq_len: int, batch_size: int) -> dict:
         "bits/char": f"{out['bits_per_dim']:.3f}",
         "sampling": f"{4 * seq_len / sample_s:.0f} chars/s",
         "anchor": "≈1.47 (nanoGPT char, GPU); target ≤ 1.7 on CPU",
+        "budget": f"{minutes:g} min, seq {seq_len}, batch {batch_size}, {torch.get_num_threads()} thr",
         "valid curve": curve,
     }
+
+
+COLUMNS = ["model", "config", "params", "train time", "steps", "epochs", "time/epoch"]
+COLUMNS += ["test nats/char (exact)", "bits/char", "sampling", "anchor", "budget"]
+
+
+def report(rows: list[dict]) -> str:
+    curves = "\n".join(f"- {r['model']}: validation nats/char per epoch {r['valid curve']}" for r in rows)
+    commands = "\n".join(f"- {r['model']}: `{r['command']}`" for r in rows)
+    return (
+        "## Character models on tiny Shakespeare (issue #4)\n\n"
+        "Test split (last 5% of the text) in non-overlapping chunks of the row's sequence length, each "
+        "scored from a cold start; exact NLL. Adam, gradient clipping 1.0, a wall-clock budget per model "
+        "(training stops at the budget, mid-epoch if need be). Samples: `benchmarks/figures/sequence_*.txt`."
+        "\n\n"
+        + table(rows, COLUMNS)
+        + "\n\n"
+        + curves
+        + "\n\nCommands (each row's own run):\n\n"
+        + commands
+        + "\n"
+    )
+
+
+def stored_rows() -> list[dict]:
+    return [read_json(STORE / f"{m}.json") for m in CONFIGS if (STORE / f"{m}.json").exists()]
 
 
 def main() -> None:
@@ -91,21 +125,16 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=25.0, help="training budget per model")
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args()
-    rows = [run(m, args.max_minutes, args.seq_len, args.batch_size) for m in args.models.split(",")]
-    cols = ["model", "config", "params", "train time", "steps", "epochs", "time/epoch"]
-    cols += ["test nats/char (exact)", "bits/char", "sampling", "anchor"]
-    curves = "\n".join(f"- {r['model']}: validation nats/char per epoch {r['valid curve']}" for r in rows)
-    body = (
-        "## Character models on tiny Shakespeare (issue #4)\n\n"
-        f"Test split (last 5% of the text) in non-overlapping {args.seq_len}-character chunks, each scored "
-        f"from a cold start; exact NLL. Adam, batch {args.batch_size}, gradient clipping 1.0, a wall-clock "
-        f"budget of {args.max_minutes:g} min per model "
-        "(training stops at the budget, mid-epoch if need be). Samples: `benchmarks/figures/sequence_*.txt`."
-        "\n\n" + table(rows, cols) + "\n\n" + curves + "\n"
+    parser.add_argument(
+        "--report", action="store_true", help="redraw the RESULTS.md section from stored rows"
     )
-    update_results("sequence", body)
-    print(table(rows, cols))
+    args = parser.parse_args()
+    if not args.report:
+        for m in args.models.split(","):
+            row = run(m, args.max_minutes, args.seq_len, args.batch_size)
+            write_json(STORE / f"{m}.json", {**row, "command": _command()})
+            print(table([row], COLUMNS[:-1]), flush=True)
+    update_results("sequence", report(stored_rows()))
 
 
 if __name__ == "__main__":
