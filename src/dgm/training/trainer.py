@@ -50,8 +50,8 @@ class TrainOptions:
     batch_size: int = 100
     lr: float = 1e-3
     weight_decay: float = 0.0
-    # "adam" | "sgd" | "adagrad": the papers' own optimizers where they matter (NADE and FVSBN were trained
-    # with SGD, MADE with Adagrad); Adam's per-weight step sizes give early stopping a different bias.
+    # "adam" | "sgd" | "adagrad": the papers' own optimizers, to reproduce them (NADE and FVSBN were
+    # trained with SGD, MADE with Adagrad).
     optimizer: str = "adam"
     momentum: float = 0.0  # SGD's (heavy-ball) momentum
     grad_clip: float | None = 100.0  # max gradient norm; None disables clipping
