@@ -99,6 +99,14 @@ MODELS = {
         "88.04 (Germain et al. 2015)",
         88.0,
     ),
+    # The paper's optimizer (Adagrad; lr 0.01, untuned here) in place of Adam, same network and masks.
+    "made-1x500-adagrad": (
+        "made",
+        {"hidden_sizes": [500], "num_masks": 32, "connectivity_agnostic": True, "direct_connection": True},
+        {"lr": 0.01, "optimizer": "adagrad", "patience": 30},
+        "88.04 (Germain et al. 2015)",
+        88.0,
+    ),
     # One mask, natural order: the paper's own single-mask row, to separate the mask ensemble's effect
     # from the network's.
     "made-1x500-1mask": (
