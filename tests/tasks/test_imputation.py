@@ -152,6 +152,10 @@ def test_pixel_models_banded_sampler_equals_full_passes(monkeypatch):
 def test_image_conditioned_pixel_model_inpaints_with_its_context(monkeypatch):
     """A gated PixelCNN conditioned on an image (context_shape) crops the context with each band of rows:
     observed pixels are kept, the draws equal those of full passes, and the context changes them."""
+    # A seeded model: under some random initialisations (about one in six) the context moves the
+    # conditionals by hundredths of a nat, too little to flip any of the 480 draws, and the last check
+    # would fail by chance.
+    torch.manual_seed(4)
     model = build("gated-pixelcnn", (1, 4, 4), scale=0.5, context_shape=[1, 2, 2], **PIXEL)
     x = random_x(model, 3)
     mask = torch.zeros(1, 4, 4, dtype=torch.bool)
