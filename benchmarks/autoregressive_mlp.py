@@ -42,7 +42,15 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import peak_rates, step_flops, table, test_subset, update_results
+from benchmarks.common import (
+    peak_rates,
+    save_row,
+    step_flops,
+    stored_rows,
+    table,
+    test_subset,
+    update_results,
+)
 from dgm.core.checkpoint import read_json, write_json
 from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
@@ -307,7 +315,7 @@ def main():
     for label in labels:
         rows.append(run_model(label, args, train, valid, test, figures))
         if not args.smoke:  # each finished row is kept, so separate runs (e.g. in parallel) add up
-            save_row(rows[-1])
+            save_row(STORE, label, rows[-1])
             update_results("autoregressive-mlp", report(*stored_results(), partial=label != labels[-1]))
     nade_row = next((r for r in rows if r["model"] == "nade"), None)
     speed, scaling = None, []
@@ -326,16 +334,9 @@ def main():
         update_results("autoregressive-mlp", report(*stored_results()))
 
 
-def save_row(row: dict) -> None:
-    from benchmarks.common import _command
-
-    kept = {k: v for k, v in row.items() if not k.startswith("_")}
-    write_json(STORE / f"{row['model']}.json", {**kept, "command": _command()})
-
-
 def stored_results() -> tuple[list[dict], dict | None, list]:
     """Every model's latest row (in table order) and the latest NADE timing, from ``STORE``."""
-    rows = [read_json(STORE / f"{m}.json") for m in MODELS if (STORE / f"{m}.json").exists()]
+    rows = stored_rows(STORE, MODELS)
     timing = read_json(STORE / "nade_speed.json") if (STORE / "nade_speed.json").exists() else {}
     return rows, timing.get("speed"), timing.get("scaling", [])
 

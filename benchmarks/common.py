@@ -93,6 +93,18 @@ def _command() -> str:
     return " ".join(["DGM_DATA_DIR=../shared/data python -m", module, *sys.argv[1:]])
 
 
+def save_row(store: Path, name: str, row: dict) -> None:
+    """Keep one finished row (its ``_``-prefixed entries dropped) with the command that produced it, so
+    that rows measured in separate invocations make one table (``runs/`` is not versioned)."""
+    kept = {k: v for k, v in row.items() if not k.startswith("_")}
+    ckpt.write_json(store / f"{name}.json", {**kept, "command": kept.get("command", _command())})
+
+
+def stored_rows(store: Path, names) -> list[dict]:
+    """The kept rows of ``names`` that exist, in that order."""
+    return [ckpt.read_json(store / f"{n}.json") for n in names if (store / f"{n}.json").exists()]
+
+
 def update_results(section: str, body: str) -> None:
     """Replace (or append) the section named ``section`` of RESULTS.md with ``body``."""
     begin, end = f"<!-- begin {section} -->", f"<!-- end {section} -->"

@@ -40,8 +40,8 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import _command, peak_rates, step_flops, table, update_results
-from dgm.core.checkpoint import read_json, save_model, write_json
+from benchmarks.common import peak_rates, save_row, step_flops, stored_rows, table, update_results
+from dgm.core.checkpoint import save_model
 from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
 
@@ -179,10 +179,6 @@ COLUMNS = [
 ]
 
 
-def stored_rows() -> list[dict]:
-    return [read_json(STORE / f"{m}.json") for m in MODELS if (STORE / f"{m}.json").exists()]
-
-
 def report(rows: list[dict]) -> str:
     body = [
         "## Flows on dequantised MNIST (issue #6)\n",
@@ -224,7 +220,7 @@ def main():
     p.add_argument("--report", action="store_true", help="redraw the RESULTS.md section from stored rows")
     args = p.parse_args()
     if args.report:
-        update_results(SECTION, report(stored_rows()))
+        update_results(SECTION, report(stored_rows(STORE, MODELS)))
         return
     labels = args.models.split(",")
     unknown = [m for m in labels if m not in MODELS]
@@ -244,8 +240,8 @@ def main():
         print(row, flush=True)
         rows.append(row)
         if not args.smoke:
-            write_json(STORE / f"{label}.json", {**row, "command": _command()})
-            update_results(SECTION, report(stored_rows()))
+            save_row(STORE, label, row)
+            update_results(SECTION, report(stored_rows(STORE, MODELS)))
     print(table(rows, COLUMNS))
 
 

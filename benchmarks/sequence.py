@@ -26,8 +26,7 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import _command, table, update_results
-from dgm.core.checkpoint import read_json, write_json
+from benchmarks.common import save_row, stored_rows, table, update_results
 from dgm.data.sources import decode
 
 FIGURES = Path(__file__).with_name("figures")
@@ -113,10 +112,6 @@ def report(rows: list[dict]) -> str:
     )
 
 
-def stored_rows() -> list[dict]:
-    return [read_json(STORE / f"{m}.json") for m in CONFIGS if (STORE / f"{m}.json").exists()]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -132,9 +127,9 @@ def main() -> None:
     if not args.report:
         for m in args.models.split(","):
             row = run(m, args.max_minutes, args.seq_len, args.batch_size)
-            write_json(STORE / f"{m}.json", {**row, "command": _command()})
+            save_row(STORE, m, row)
             print(table([row], COLUMNS[:-1]), flush=True)
-    update_results("sequence", report(stored_rows()))
+    update_results("sequence", report(stored_rows(STORE, CONFIGS)))
 
 
 if __name__ == "__main__":

@@ -30,8 +30,7 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import _command, table, update_results
-from dgm.core.checkpoint import read_json, write_json
+from benchmarks.common import _command, save_row, stored_rows, table, update_results
 from dgm.models.latent.ssvae import semi_supervised
 from dgm.training import seed_everything
 
@@ -112,7 +111,7 @@ def main():
         )
         print({k: v for k, v in rows[-1].items() if k != "curve"}, flush=True)
         if not args.smoke:  # each variant's row is kept, so separate runs make one table
-            write_json(STORE / f"{name}.json", rows[-1])
+            save_row(STORE, name, rows[-1])
     if args.smoke:
         print(table(rows, COLUMNS))
         plot_curves(rows, Path("/tmp/dgm-ssvae-smoke") / "ssvae_accuracy.png")
@@ -125,7 +124,7 @@ COLUMNS = ["variant", "options", "labels", "steps", "train time", "test accuracy
 
 def report() -> None:
     """Redraw the RESULTS.md section and the accuracy figure from every stored variant's row."""
-    rows = [read_json(STORE / f"{v}.json") for v in VARIANTS if (STORE / f"{v}.json").exists()]
+    rows = stored_rows(STORE, VARIANTS)
     plot_curves(rows, FIGURES / "ssvae_accuracy.png")
     commands = "\n".join(f"- {r['variant']}: `{r['command']}`" for r in rows if r.get("command"))
     update_results(
