@@ -59,6 +59,13 @@ FIGURES = Path(__file__).with_name("figures")
 # Finished rows (JSON), so that models run separately still make one table; runs/ is not versioned.
 STORE = Path(__file__).resolve().parents[1] / "runs" / "benchmarks" / "autoregressive_mlp"
 
+# Germain et al.'s one-hidden-layer MNIST network: 32 connectivity-agnostic masks, direct connection.
+MADE_1X500 = {
+    "hidden_sizes": [500],
+    "num_masks": 32,
+    "connectivity_agnostic": True,
+    "direct_connection": True,
+}
 # name → (registry model, options, training options, published, target)
 MODELS = {
     "fvsbn": (
@@ -102,7 +109,7 @@ MODELS = {
     ),
     "made-1x500": (
         "made",
-        {"hidden_sizes": [500], "num_masks": 32, "connectivity_agnostic": True, "direct_connection": True},
+        MADE_1X500,
         {"lr": 1e-3, "lr_schedule": "exponential", "lr_gamma": 0.985, "patience": 30},
         "88.04 (Germain et al. 2015)",
         88.0,
@@ -110,7 +117,7 @@ MODELS = {
     # The paper's optimizer (Adagrad; lr 0.01, untuned here) in place of Adam, same network and masks.
     "made-1x500-adagrad": (
         "made",
-        {"hidden_sizes": [500], "num_masks": 32, "connectivity_agnostic": True, "direct_connection": True},
+        MADE_1X500,
         {"lr": 0.01, "optimizer": "adagrad", "patience": 30},
         "88.04 (Germain et al. 2015)",
         88.0,

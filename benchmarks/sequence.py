@@ -128,7 +128,7 @@ def main() -> None:
         for m in args.models.split(","):
             row = run(m, args.max_minutes, args.seq_len, args.batch_size)
             save_row(STORE, m, row)
-            print(table([row], COLUMNS[:-1]), flush=True)
+            print(table([row], COLUMNS), flush=True)
     update_results("sequence", report(stored_rows(STORE, CONFIGS)))
 
 
