@@ -45,6 +45,33 @@ def test_fast_equals_naive_in_value_and_gradient(support, num_classes, monkeypat
         assert torch.allclose(model.log_prob(x, y), naive, rtol=0, atol=1e-12)
 
 
+def test_binary_segments_route_handles_empty_and_full_rows(monkeypatch):
+    # Binary inputs take the per-segment route (one hidden state per run of zeros); rows with no ones
+    # (one segment) or only ones (D + 1 segments) are its edge cases, beside rows of random density.
+    monkeypatch.setattr(nade_module, "_CHUNK_ELEMENTS", 2 * 40 * 6)
+    built = []
+
+    class Counted(nade_module._Segments):
+        def __init__(self, *args):
+            super().__init__(*args)
+            built.append(self.h.shape[0])
+
+    monkeypatch.setattr(nade_module, "_Segments", Counted)
+    model = build(D=40, ordering="random", seed=int(torch.randint(99, ())))
+    density = torch.rand(7, 1)
+    x = (torch.rand(7, 40) < density).double()
+    x[0], x[1] = 0, 1
+    fast, naive = model.log_prob(x), model.log_prob_naive(x)
+    assert len(built) == 4 and built[0] == 48  # 4 chunks of ≤ 2 rows; the full row has 41 segments
+    assert torch.allclose(fast, naive, rtol=0, atol=1e-12)
+    params = list(model.parameters())
+    for a, b in zip(
+        torch.autograd.grad(fast.sum(), params), torch.autograd.grad(naive.sum(), params), strict=True
+    ):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    assert len(built) == 8  # the backward pass recomputed each chunk's segments
+
+
 @pytest.mark.parametrize("ordering", ["natural", "random"])
 def test_autoregressive_jacobian(ordering):
     model = build(ordering=ordering, seed=int(torch.randint(99, ())))

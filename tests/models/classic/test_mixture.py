@@ -198,3 +198,19 @@ def test_select_components_prefers_the_true_number_on_held_out_data():
     assert out["best"] == 3
     assert [r["components"] for r in out["table"]] == [1, 3, 40]
     assert out["model"].components == 3
+
+
+def test_select_components_keeps_the_restart_with_the_best_training_likelihood():
+    from dgm.models.classic.mixture import select_components
+
+    x = known_bernoulli_mixture(D=12, K=4).sample(600)
+    one = select_components(
+        "mixture-bernoulli", x[:400], x[400:], [4], alpha=0.01, restarts=1, support="binary"
+    )
+    three = select_components(
+        "mixture-bernoulli", x[:400], x[400:], [4], alpha=0.01, restarts=3, support="binary"
+    )
+    # Restart 0 is the single fit, so the best of three is never worse on the training data.
+    assert three["table"][0]["train_nll"] <= one["table"][0]["train_nll"] + 1e-9
+    with pytest.raises(dgm.ConfigError, match="restarts"):
+        select_components("mixture-bernoulli", x[:400], x[400:], [4], restarts=0, support="binary")

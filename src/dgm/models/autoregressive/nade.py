@@ -12,10 +12,13 @@ redo a sum over up to D inputs (:meth:`NADE.log_prob_naive`, kept as the referen
 the same way, one column per step: O(HD) per sample.
 
 The O(HD) pass is an autograd Function with its own backward (the gradient of a cumulative sum is a
-reverse cumulative sum). It runs a few examples at a time in reused position-major (D, n, H) buffers,
-computes the cumulative sums as a blocked scan (small triangular matrix products inside blocks of 16
-positions, a cumulative sum across blocks) and keeps only the activations h for the backward pass.
-Left to autograd, the same computation costs several times the time and memory.
+reverse cumulative sum). It runs a few examples at a time in reused position-major (D, n, H) buffers
+and keeps nothing of size D × N × H for the backward pass, which recomputes the activations chunk by
+chunk. Binary inputs use that a_d only changes after a 1: each run of zeros shares one hidden state
+(:class:`_Segments`), so only (K + 1) × H sigmoids are computed for an image with K ones (about 100 of
+784 on MNIST). Other inputs take a blocked scan over all D positions (small triangular products inside
+blocks of 16, a running sum across blocks). Left to autograd, the same computation costs several times
+the time and memory.
 """
 
 from __future__ import annotations
@@ -108,84 +111,149 @@ def _pre_activations(x: Tensor, table: Tensor, start: Tensor, contrib: Tensor, o
     return _exclusive_scan(contrib, out).add_(start)
 
 
+class _Segments:
+    """The hidden layer of binary inputs, computed once per run of zeros.
+
+    With x ∈ {0, 1}, a_{d+1} = a_d + W[:, d] x_d changes only after the K positions where x_d = 1, so
+    the D pre-activations of an example take K + 1 distinct values, one per segment between ones
+    (K ≈ 100 of D = 784 on MNIST). They are a cumulative sum of K columns of W, and only (K + 1) × H
+    activations are computed; the D × H work left is what every position needs on its own: reading its
+    segment's h and its own output weights V_d. The backward pass sums dL/dh over each segment, so W
+    and start get their gradients from (K + 1) × H values as well.
+    """
+
+    def __init__(self, x: Tensor, table: Tensor, start: Tensor, activation: str):
+        n, D = x.shape
+        H = table.shape[1]
+        ones = x > 0.5  # x is exactly 0 or 1 here (checked by the caller)
+        upto = ones.cumsum(1)  # ones among x[n, :d+1]
+        K = int(upto[:, -1].max()) if D else 0
+        self.example, self.position = ones.nonzero(as_tuple=True)  # sorted by example, then position
+        self.rank = upto[self.example, self.position]  # the segment each one starts: 1..K_n
+        # Segment-major (S, n, H), S ≥ K + 1 padded to whole scan blocks; step k of example n is the
+        # W column of its k-th one (step 0: start), and segment k's a sums steps 0..k.
+        S = -(-(K + 1) // _BLOCK) * _BLOCK
+        steps = table.new_zeros(S, n, H)
+        steps[0] = start
+        steps[self.rank, self.example] = torch.index_select(table, 0, self.position)
+        self.h = _activate(_exclusive_scan(steps, torch.empty_like(steps)).add_(steps), activation)
+        # Row of h[segment of (n, d), n] in h viewed as (S·n, H), position-major (D, n).
+        segment = upto - ones.long()
+        self.rows = (segment * n + torch.arange(n, device=x.device)[:, None]).T.reshape(-1)
+        self.n, self.S = n, S
+
+    def hidden(self, out: Tensor) -> Tensor:
+        """h of every position into ``out`` ((D, n, H))."""
+        torch.index_select(self.h.view(-1, self.h.shape[2]), 0, self.rows, out=out.view(-1, out.shape[2]))
+        return out
+
+    def backward(self, dh: Tensor, activation: str, d_table: Tensor) -> Tensor:
+        """From dL/dh of every position (D, n, H): adds dL/dW's rows into ``d_table``; returns dL/dstart."""
+        H = dh.shape[2]
+        d_segment = self.h.new_zeros(self.S * self.n, H).index_add_(0, self.rows, dh.view(-1, H))
+        d_segment = d_segment.view(self.S, self.n, H)
+        d_segment.mul_(self.h - self.h * self.h if activation == "sigmoid" else self.h > 0)
+        # a of segment k sums the steps 0..k, so step j's gradient sums the segments k ≥ j.
+        d_steps = _exclusive_scan(d_segment, torch.empty_like(d_segment), reverse=True).add_(d_segment)
+        d_table.index_add_(0, self.position, d_steps[self.rank, self.example])
+        return d_steps[0]
+
+
 class _TiedConditionals(torch.autograd.Function):
     """params[n, d] = V_d act(ρ_d a_nd) + b_d for every position d, in O(HD) per example.
 
     Inputs are in ordering order: x (N, D), float, or long for one-hot categorical inputs; W (H, D) or
     (H, D, k); start = a_1 per example (N, H); V (D, P, H); b (D, P); rho (D,) or None. Work is done
-    ``chunk`` examples at a time, position-major (D, n, H), in reused buffers; the forward pass keeps
-    the activations h (and a, for ρ's gradient) for the backward pass.
+    ``chunk`` examples at a time, position-major (D, n, H), in reused buffers. Binary inputs (without
+    ρ, and unless x itself wants a gradient) take the per-segment route of :class:`_Segments`; others a
+    blocked scan over all D positions. Nothing of size D × N × H is kept for the backward pass: it
+    recomputes each chunk's activations, which costs less than writing them to fresh memory and
+    reading them back.
     """
+
+    @staticmethod
+    def _dense_hidden(x, table, start, rho, activation, ws, n):
+        """(a, h) of one chunk over all D positions, in workspace buffers 1 and 2 (buffer 0 is scratch)."""
+        D = x.shape[1]
+        a = _pre_activations(x, table, start, ws.get(0, n), ws.get(1, n))[:D]
+        z = torch.mul(a, rho[:, None, None], out=ws.get(2, n)[:D]) if rho is not None else a
+        return a, _activate(z, activation, out=ws.get(2, n)[:D])
 
     @staticmethod
     def forward(ctx, x, W, start, V, b, rho, activation: str, chunk: int):
         N, D, H = len(x), x.shape[1], W.shape[0]
         padded = -(-D // _BLOCK) * _BLOCK
-        keep = any(ctx.needs_input_grad)
         chunk = max(1, min(chunk, N))
+        ctx.sparse = rho is None and x.is_floating_point() and not ctx.needs_input_grad[0]
+        ctx.sparse = ctx.sparse and bool(((x == 0) | (x == 1)).all())
         ws = _Workspace(start, padded, chunk, H, 3)
-        if keep:  # one allocation for every chunk's saved activations
-            h_all = start.new_empty(N * D * H)
-            a_all = start.new_empty(N * D * H) if rho is not None else None
-        out, saved = [], []
         table = _input_table(W, padded)
+        out = []
         for i in range(0, N, chunk):
             n = min(chunk, N - i)
-            a = _pre_activations(x[i : i + n], table, start[i : i + n], ws.get(0, n), ws.get(1, n))[:D]
-            if keep and rho is not None:
-                a = a_all[i * D * H : (i + n) * D * H].view(D, n, H).copy_(a)
-            z = torch.mul(a, rho[:, None, None], out=ws.get(2, n)[:D]) if rho is not None else a
-            h = h_all[i * D * H : (i + n) * D * H].view(D, n, H) if keep else ws.get(2, n)[:D]
-            _activate(z, activation, out=h)
+            xc, sc = x[i : i + n], start[i : i + n]
+            if ctx.sparse:
+                h = _Segments(xc, table, sc, activation).hidden(ws.get(2, n)[:D])
+            else:
+                _, h = _TiedConditionals._dense_hidden(xc, table, sc, rho, activation, ws, n)
             out.append((torch.matmul(h, V.transpose(1, 2)) + b[:, None, :]).transpose(0, 1))  # (n, D, P)
-            if keep:
-                saved.append((h, a if rho is not None else None))
-        ctx.save_for_backward(x, W, V, rho)
-        ctx.saved, ctx.activation, ctx.chunk = saved, activation, chunk
+        ctx.save_for_backward(x, W, start, V, rho)
+        ctx.activation, ctx.chunk = activation, chunk
         return torch.cat(out) if out else start.new_zeros(0, *b.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        x, W, V, rho = ctx.saved_tensors
-        D, H = x.shape[1], W.shape[0]
+        x, W, start, V, rho = ctx.saved_tensors
+        N, D, H = len(x), x.shape[1], W.shape[0]
         padded = -(-D // _BLOCK) * _BLOCK
-        if W.dim() == 3:
-            dW_flat = W.new_zeros(D * W.shape[2], H)  # row d·k + v: the gradient of W[:, d, v]
-        else:
-            dW_t = W.new_zeros(D, 1, H)  # the gradient of W, transposed
-        dstart = grad.new_zeros(len(x), H)
+        table = _input_table(W, padded)
+        d_table = torch.zeros_like(table)
+        dstart = grad.new_zeros(N, H)
         dV = torch.zeros_like(V)
         drho = torch.zeros_like(rho) if rho is not None else None
         # Real (or binary) inputs may want their own gradient, e.g. for the autoregressive Jacobian check.
         dx = torch.zeros_like(x) if ctx.needs_input_grad[0] and x.is_floating_point() else None
-        ws = _Workspace(grad, padded, ctx.chunk, H, 2)
-        W_t = W.T.contiguous() if dx is not None else None
-        for (h, a), i in zip(ctx.saved, range(0, len(x), ctx.chunk), strict=True):
-            n = h.shape[1]
-            xc = x[i : i + n]
+        ws = _Workspace(grad, padded, ctx.chunk, H, 4)
+        for i in range(0, N, ctx.chunk):
+            n = min(ctx.chunk, N - i)
+            xc, sc = x[i : i + n], start[i : i + n]
             g = grad[i : i + n].permute(1, 2, 0).contiguous()  # (D, P, n)
+            if ctx.sparse:
+                segments = _Segments(xc, table, sc, ctx.activation)
+                h = segments.hidden(ws.get(2, n)[:D])
+                dV.baddbmm_(g, h)
+                # dL/dh = g^T V, with P = 1 (Bernoulli) an outer product: a broadcast beats a batched matmul
+                product = torch.mul if V.shape[1] == 1 else torch.matmul
+                dh = product(g.transpose(1, 2), V, out=ws.get(3, n)[:D])
+                dstart[i : i + n] = segments.backward(dh, ctx.activation, d_table)
+                continue
+            a, h = _TiedConditionals._dense_hidden(xc, table, sc, rho, ctx.activation, ws, n)
             dV.baddbmm_(g, h)
-            dz_padded = ws.get(0, n)
+            dz_padded = ws.get(3, n)
             dz_padded[D:] = 0
             dz = torch.matmul(g.transpose(1, 2), V, out=dz_padded[:D])  # dL/dh
-            if ctx.activation == "sigmoid":
-                dz.mul_(torch.mul(h, torch.sub(1, h, out=ws.get(1, n)[:D]), out=ws.get(1, n)[:D]))
+            scratch = ws.get(0, n)[:D]
+            if ctx.activation == "sigmoid":  # σ' = h - h²
+                dz.mul_(torch.addcmul(h, h, h, value=-1, out=scratch))
             else:
-                dz.mul_(torch.gt(h, 0, out=ws.get(1, n)[:D]))
+                dz.mul_(torch.gt(h, 0, out=scratch))
             if rho is not None:
-                drho += torch.mul(dz, a, out=ws.get(1, n)[:D]).sum((1, 2))
+                drho += torch.mul(dz, a, out=scratch).sum((1, 2))
                 dz.mul_(rho[:, None, None])
             dstart[i : i + n] = dz.sum(0)
             # x_t feeds every later position, so its weight's gradient sums dL/da over positions d > t.
-            later = _exclusive_scan(dz_padded, ws.get(1, n), reverse=True)[:D]
+            later = _exclusive_scan(dz_padded, ws.get(0, n), reverse=True)[:D]
             if W.dim() == 2:
-                dW_t.baddbmm_(xc.T.contiguous()[:, None, :].to(later.dtype), later)
+                d_table[:D] += torch.bmm(xc.T[:, None, :].to(later.dtype), later)[:, 0]
                 if dx is not None:
-                    dx[i : i + n] = torch.matmul(later, W_t[:, :, None])[..., 0].T
+                    dx[i : i + n] = torch.matmul(later, table[:D, :, None])[..., 0].T
             else:
                 rows = (torch.arange(D, device=x.device)[:, None] * W.shape[2] + xc.T).reshape(-1)
-                dW_flat.index_add_(0, rows, later.reshape(-1, H))
-        dW = dW_t[:, 0].T if W.dim() == 2 else dW_flat.reshape(D, W.shape[2], H).permute(2, 0, 1)
+                d_table.index_add_(0, rows, later.reshape(-1, H))
+        if W.dim() == 2:
+            dW = d_table[:D].T
+        else:
+            dW = d_table[: D * W.shape[2]].reshape(D, W.shape[2], H).permute(2, 0, 1)
         return dx, dW, dstart, dV, grad.sum(0), drho, None, None
 
 

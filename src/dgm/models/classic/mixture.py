@@ -424,30 +424,47 @@ class MixtureGaussian(Mixture):
 
 
 def select_components(
-    name: str, train, valid, candidates, *, seed: int = 0, max_iterations: int = 200, **options
+    name: str,
+    train,
+    valid,
+    candidates,
+    *,
+    seed: int = 0,
+    max_iterations: int = 200,
+    restarts: int = 3,
+    **options,
 ) -> dict:
     """Choose K by validation likelihood: fit one mixture per candidate K by EM, keep the best.
 
-    Returns ``{"best": K, "model": the fitted best model, "table": [{"components", "valid_nll",
-    "train_nll", "iterations", "num_parameters"}, ...]}``. ``options`` go to the model (e.g. ``alpha``).
+    EM finds a local optimum that depends on its start (two true clusters can end up sharing one
+    component), so each K is fitted from ``restarts`` k-means++ starts (seeds ``seed``, ``seed + 1``, …)
+    and the fit with the best training likelihood represents it; only the choice of K looks at the
+    validation data. Returns ``{"best": K, "model": the fitted best model, "table": [{"components",
+    "valid_nll", "train_nll", "iterations", "num_parameters"}, ...]}``. ``options`` go to the model
+    (e.g. ``alpha``).
     """
     from dgm.core.registry import build
     from dgm.evaluation.metrics import _as_dataset, evaluate
     from dgm.training.trainer import train as run
 
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise ConfigError(f"restarts must be a positive int, got {restarts!r}")
     train, valid = _as_dataset(train), _as_dataset(valid)
     support = options.pop("support", train.support)  # a bare tensor's Dataset says "real"
     table, best = [], None
     for k in candidates:
-        torch.manual_seed(seed)
-        shape = train.event_shape
-        model = build(name, event_shape=shape, support=support, components=int(k), **options)
-        res = run(model, train, valid, epochs=max_iterations, seed=seed, progress=False, method="fit")
+        fits = []
+        for r in range(restarts):
+            torch.manual_seed(seed + r)
+            model = build(name, event_shape=train.event_shape, support=support, components=int(k), **options)
+            res = run(model, train, valid, epochs=max_iterations, seed=seed + r, progress=False, method="fit")
+            fits.append((res.history[res.best_epoch - 1]["train_loss"], r, model, res))
+        train_nll, _, model, res = min(fits, key=lambda fit: fit[:2])
         valid_nll = evaluate(model, valid)["nll"]
         row = {
             "components": int(k),
             "valid_nll": valid_nll,
-            "train_nll": res.history[res.best_epoch - 1]["train_loss"],
+            "train_nll": train_nll,
             "iterations": res.steps,
             "num_parameters": model.num_parameters(),
         }
