@@ -46,7 +46,7 @@ def _activate(z: Tensor, activation: str, out: Tensor | None = None) -> Tensor:
 
 
 class _Workspace:
-    """(D, n, H) scratch buffers, kept between calls (per thread, device and dtype).
+    """Scratch buffers of up to (rows, chunk, H), kept between calls (per thread, device and dtype).
 
     A fresh multi-megabyte tensor is new memory that the OS must map page by page on first touch; on
     CPU that costs about as much as the arithmetic done in it, so buffers are allocated once and reused.
@@ -54,18 +54,20 @@ class _Workspace:
 
     _cache = threading.local()
 
-    def __init__(self, like: Tensor, D: int, chunk: int, H: int, count: int):
-        key, size = (like.device, like.dtype), D * chunk * H
+    def __init__(self, like: Tensor, rows: int, chunk: int, H: int, count: int):
+        key, size = (like.device, like.dtype), rows * chunk * H
         pool = getattr(self._cache, "pool", None)
         if pool is None:
             pool = self._cache.pool = {}
         buffers = pool.get(key, [])
         if len(buffers) < count or buffers[0].numel() < size:
             buffers = pool[key] = [like.new_empty(size) for _ in range(max(count, len(buffers)))]
-        self.flat, self.D, self.H = buffers, D, H
+        self.flat, self.rows, self.H = buffers, rows, H
 
-    def get(self, i: int, n: int) -> Tensor:
-        return self.flat[i][: self.D * n * self.H].view(self.D, n, self.H)
+    def get(self, i: int, n: int, rows: int | None = None) -> Tensor:
+        """Buffer i as (rows, n, H) (``rows`` defaults to the workspace's)."""
+        rows = self.rows if rows is None else rows
+        return self.flat[i][: rows * n * self.H].view(rows, n, self.H)
 
 
 def _exclusive_scan(src: Tensor, out: Tensor, reverse: bool = False) -> Tensor:
@@ -122,25 +124,27 @@ class _Segments:
     and start get their gradients from (K + 1) × H values as well.
     """
 
-    def __init__(self, x: Tensor, table: Tensor, start: Tensor, activation: str):
+    def __init__(self, x: Tensor, table: Tensor, start: Tensor, activation: str, ws: _Workspace):
         n, D = x.shape
-        H = table.shape[1]
         ones = x > 0.5  # x is exactly 0 or 1 here (checked by the caller)
         upto = ones.cumsum(1)  # ones among x[n, :d+1]
         K = int(upto[:, -1].max()) if D else 0
         self.example, self.position = ones.nonzero(as_tuple=True)  # sorted by example, then position
         self.rank = upto[self.example, self.position]  # the segment each one starts: 1..K_n
-        # Segment-major (S, n, H), S ≥ K + 1 padded to whole scan blocks; step k of example n is the
-        # W column of its k-th one (step 0: start), and segment k's a sums steps 0..k.
-        S = -(-(K + 1) // _BLOCK) * _BLOCK
-        steps = table.new_zeros(S, n, H)
+        # Segment-major (S, n, H) in workspace buffers 0 and 1, S ≥ K + 1 padded to whole scan blocks;
+        # step k of example n is the W column of its k-th one (step 0: start), and segment k's a sums
+        # steps 0..k.
+        self.S = S = -(-(K + 1) // _BLOCK) * _BLOCK
+        steps = ws.get(0, n, S).zero_()
         steps[0] = start
         steps[self.rank, self.example] = torch.index_select(table, 0, self.position)
-        self.h = _activate(_exclusive_scan(steps, torch.empty_like(steps)).add_(steps), activation)
+        self.h = _activate(
+            _exclusive_scan(steps, ws.get(1, n, S)).add_(steps), activation, out=ws.get(1, n, S)
+        )
         # Row of h[segment of (n, d), n] in h viewed as (S·n, H), position-major (D, n).
         segment = upto - ones.long()
         self.rows = (segment * n + torch.arange(n, device=x.device)[:, None]).T.reshape(-1)
-        self.n, self.S = n, S
+        self.n, self.ws = n, ws
 
     def hidden(self, out: Tensor) -> Tensor:
         """h of every position into ``out`` ((D, n, H))."""
@@ -148,13 +152,17 @@ class _Segments:
         return out
 
     def backward(self, dh: Tensor, activation: str, d_table: Tensor) -> Tensor:
-        """From dL/dh of every position (D, n, H): adds dL/dW's rows into ``d_table``; returns dL/dstart."""
-        H = dh.shape[2]
-        d_segment = self.h.new_zeros(self.S * self.n, H).index_add_(0, self.rows, dh.view(-1, H))
-        d_segment = d_segment.view(self.S, self.n, H)
-        d_segment.mul_(self.h - self.h * self.h if activation == "sigmoid" else self.h > 0)
+        """From dL/dh of every position (D, n, H): adds dL/dW's rows into ``d_table``; returns dL/dstart.
+        Uses up the segments: h is overwritten."""
+        H, h = dh.shape[2], self.h
+        d_segment = self.ws.get(0, self.n, self.S).zero_()  # the steps are no longer needed
+        d_segment.view(-1, H).index_add_(0, self.rows, dh.view(-1, H))
+        if activation == "sigmoid":
+            d_segment.mul_(torch.addcmul(h, h, h, value=-1, out=h))  # σ' = h − h²
+        else:
+            d_segment.mul_(h > 0)
         # a of segment k sums the steps 0..k, so step j's gradient sums the segments k ≥ j.
-        d_steps = _exclusive_scan(d_segment, torch.empty_like(d_segment), reverse=True).add_(d_segment)
+        d_steps = _exclusive_scan(d_segment, h, reverse=True).add_(d_segment)
         d_table.index_add_(0, self.position, d_steps[self.rank, self.example])
         return d_steps[0]
 
@@ -175,7 +183,8 @@ class _TiedConditionals(torch.autograd.Function):
     def _dense_hidden(x, table, start, rho, activation, ws, n):
         """(a, h) of one chunk over all D positions, in workspace buffers 1 and 2 (buffer 0 is scratch)."""
         D = x.shape[1]
-        a = _pre_activations(x, table, start, ws.get(0, n), ws.get(1, n))[:D]
+        padded = -(-D // _BLOCK) * _BLOCK
+        a = _pre_activations(x, table, start, ws.get(0, n, padded), ws.get(1, n, padded))[:D]
         z = torch.mul(a, rho[:, None, None], out=ws.get(2, n)[:D]) if rho is not None else a
         return a, _activate(z, activation, out=ws.get(2, n)[:D])
 
@@ -186,14 +195,14 @@ class _TiedConditionals(torch.autograd.Function):
         chunk = max(1, min(chunk, N))
         ctx.sparse = rho is None and x.is_floating_point() and not ctx.needs_input_grad[0]
         ctx.sparse = ctx.sparse and bool(((x == 0) | (x == 1)).all())
-        ws = _Workspace(start, padded, chunk, H, 3)
+        ws = _Workspace(start, padded + _BLOCK, chunk, H, 3)  # segments may need one block more than D
         table = _input_table(W, padded)
         out = []
         for i in range(0, N, chunk):
             n = min(chunk, N - i)
             xc, sc = x[i : i + n], start[i : i + n]
             if ctx.sparse:
-                h = _Segments(xc, table, sc, activation).hidden(ws.get(2, n)[:D])
+                h = _Segments(xc, table, sc, activation, ws).hidden(ws.get(2, n)[:D])
             else:
                 _, h = _TiedConditionals._dense_hidden(xc, table, sc, rho, activation, ws, n)
             out.append((torch.matmul(h, V.transpose(1, 2)) + b[:, None, :]).transpose(0, 1))  # (n, D, P)
@@ -213,13 +222,13 @@ class _TiedConditionals(torch.autograd.Function):
         drho = torch.zeros_like(rho) if rho is not None else None
         # Real (or binary) inputs may want their own gradient, e.g. for the autoregressive Jacobian check.
         dx = torch.zeros_like(x) if ctx.needs_input_grad[0] and x.is_floating_point() else None
-        ws = _Workspace(grad, padded, ctx.chunk, H, 4)
+        ws = _Workspace(grad, padded + _BLOCK, ctx.chunk, H, 4)
         for i in range(0, N, ctx.chunk):
             n = min(ctx.chunk, N - i)
             xc, sc = x[i : i + n], start[i : i + n]
             g = grad[i : i + n].permute(1, 2, 0).contiguous()  # (D, P, n)
             if ctx.sparse:
-                segments = _Segments(xc, table, sc, ctx.activation)
+                segments = _Segments(xc, table, sc, ctx.activation, ws)
                 h = segments.hidden(ws.get(2, n)[:D])
                 dV.baddbmm_(g, h)
                 # dL/dh = g^T V, with P = 1 (Bernoulli) an outer product: a broadcast beats a batched matmul
@@ -229,7 +238,7 @@ class _TiedConditionals(torch.autograd.Function):
                 continue
             a, h = _TiedConditionals._dense_hidden(xc, table, sc, rho, ctx.activation, ws, n)
             dV.baddbmm_(g, h)
-            dz_padded = ws.get(3, n)
+            dz_padded = ws.get(3, n, padded)
             dz_padded[D:] = 0
             dz = torch.matmul(g.transpose(1, 2), V, out=dz_padded[:D])  # dL/dh
             scratch = ws.get(0, n)[:D]
@@ -242,7 +251,7 @@ class _TiedConditionals(torch.autograd.Function):
                 dz.mul_(rho[:, None, None])
             dstart[i : i + n] = dz.sum(0)
             # x_t feeds every later position, so its weight's gradient sums dL/da over positions d > t.
-            later = _exclusive_scan(dz_padded, ws.get(0, n), reverse=True)[:D]
+            later = _exclusive_scan(dz_padded, ws.get(0, n, padded), reverse=True)[:D]
             if W.dim() == 2:
                 d_table[:D] += torch.bmm(xc.T[:, None, :].to(later.dtype), later)[:, 0]
                 if dx is not None:
