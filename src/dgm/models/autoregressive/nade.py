@@ -41,6 +41,11 @@ _CHUNK_ELEMENTS = 1 << 20
 _BLOCK = 16
 
 
+def _whole_blocks(length: int) -> int:
+    """``length`` rounded up to a multiple of _BLOCK (the scans work on whole blocks)."""
+    return -(-length // _BLOCK) * _BLOCK
+
+
 def _activate(z: Tensor, activation: str, out: Tensor | None = None) -> Tensor:
     return torch.sigmoid(z, out=out) if activation == "sigmoid" else torch.clamp_min(z, 0, out=out)
 
@@ -134,7 +139,7 @@ class _Segments:
         # Segment-major (S, n, H) in workspace buffers 0 and 1, S ≥ K + 1 padded to whole scan blocks;
         # step k of example n is the W column of its k-th one (step 0: start), and segment k's a sums
         # steps 0..k.
-        self.S = S = -(-(K + 1) // _BLOCK) * _BLOCK
+        self.S = S = _whole_blocks(K + 1)
         steps = ws.get(0, n, S).zero_()
         steps[0] = start
         steps[self.rank, self.example] = torch.index_select(table, 0, self.position)
@@ -183,7 +188,7 @@ class _TiedConditionals(torch.autograd.Function):
     def _dense_hidden(x, table, start, rho, activation, ws, n):
         """(a, h) of one chunk over all D positions, in workspace buffers 1 and 2 (buffer 0 is scratch)."""
         D = x.shape[1]
-        padded = -(-D // _BLOCK) * _BLOCK
+        padded = _whole_blocks(D)
         a = _pre_activations(x, table, start, ws.get(0, n, padded), ws.get(1, n, padded))[:D]
         z = torch.mul(a, rho[:, None, None], out=ws.get(2, n)[:D]) if rho is not None else a
         return a, _activate(z, activation, out=ws.get(2, n)[:D])
@@ -191,7 +196,7 @@ class _TiedConditionals(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, W, start, V, b, rho, activation: str, chunk: int):
         N, D, H = len(x), x.shape[1], W.shape[0]
-        padded = -(-D // _BLOCK) * _BLOCK
+        padded = _whole_blocks(D)
         chunk = max(1, min(chunk, N))
         ctx.sparse = rho is None and x.is_floating_point() and not ctx.needs_input_grad[0]
         ctx.sparse = ctx.sparse and bool(((x == 0) | (x == 1)).all())
@@ -214,7 +219,7 @@ class _TiedConditionals(torch.autograd.Function):
     def backward(ctx, grad):
         x, W, start, V, rho = ctx.saved_tensors
         N, D, H = len(x), x.shape[1], W.shape[0]
-        padded = -(-D // _BLOCK) * _BLOCK
+        padded = _whole_blocks(D)
         table = _input_table(W, padded)
         d_table = torch.zeros_like(table)
         dstart = grad.new_zeros(N, H)
