@@ -3,6 +3,8 @@
     DGM_DATA_DIR=../shared/data python -m benchmarks.flows_mnist --models maf --max-minutes 30 --threads 1
     DGM_DATA_DIR=../shared/data python -m benchmarks.flows_mnist --models nice --max-minutes 30 --threads 1
     DGM_DATA_DIR=../shared/data python -m benchmarks.flows_mnist --report        (redraw from stored rows)
+    DGM_DATA_DIR=../shared/data python -m benchmarks.flows_mnist --models mintnet --resample --threads 1
+                                    (re-time sampling from the stored weights)
     DGM_DATA_DIR=../shared/data python -m benchmarks.flows_mnist --smoke      (~2 min, no RESULTS.md)
 
 Data: `mnist-dequantized` — the 0..255 grey levels plus u ~ U[0, 1) redrawn every training batch, rescaled
@@ -41,8 +43,9 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import peak_rates, save_row, step_flops, stored_rows, table, update_results
-from dgm.core.checkpoint import save_model
+from benchmarks.common import _command, peak_rates, save_row, step_flops, stored_rows, table, update_results
+from dgm.core.checkpoint import load as load_run
+from dgm.core.checkpoint import read_json, save_model, write_json
 from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
 
@@ -137,16 +140,8 @@ def run_model(label: str, args, train, valid, test) -> dict:
         not args.smoke
     ):  # the trained flow is kept (safetensors + JSON): e.g. the teacher of benchmarks/distill.py
         save_model(model, STORE / label)
-    gen = torch.Generator().manual_seed(0)
-    t1 = time.perf_counter()
-    with torch.no_grad():
-        samples = model.sample(100, generator=gen).cpu()
-    sample_s = time.perf_counter() - t1
     figures = Path("/tmp/dgm-flows-mnist-smoke") if args.smoke else FIGURES
-    figures.mkdir(parents=True, exist_ok=True)
-    image_grid(
-        samples.clamp(0, 1), figures / f"flows_mnist_{label}_samples.png", (1, 28, 28), (0, 1), 10, label
-    )
+    sample_s = time_sampling(model, label, figures)
     training_curves(
         res.history, figures / f"flows_mnist_{label}_curve.png", f"{label}: nats per image, [0,1) scale"
     )
@@ -165,6 +160,37 @@ def run_model(label: str, args, train, valid, test) -> dict:
         "samples/s (100)": f"{100 / sample_s:.1f}",
         "budget": f"{args.max_minutes:g} min, {torch.get_num_threads()} thr, {args.device}",
     }
+
+
+def time_sampling(model, label: str, figures: Path) -> float:
+    """Seconds to draw 100 samples (generator seeded 0); writes their grid."""
+    gen = torch.Generator().manual_seed(0)
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        samples = model.sample(100, generator=gen).cpu()
+    sample_s = time.perf_counter() - t1
+    figures.mkdir(parents=True, exist_ok=True)
+    image_grid(
+        samples.clamp(0, 1), figures / f"flows_mnist_{label}_samples.png", (1, 28, 28), (0, 1), 10, label
+    )
+    return sample_s
+
+
+def resample(labels) -> None:
+    """Re-time sampling from each row's stored weights (after a change to a sampler), keeping the rest of
+    the row; the row then also names the command that re-timed it."""
+    for label in labels:
+        row_path = STORE / f"{label}.json"
+        if not row_path.exists() or not (STORE / label).is_dir():
+            raise SystemExit(f"{label}: no stored row and weights under {STORE} to re-time")
+        model = load_run(STORE / label)
+        model.eval()
+        sample_s = time_sampling(model, label, FIGURES)
+        row = read_json(row_path)
+        row["samples/s (100)"] = f"{100 / sample_s:.1f}"
+        row["resample_command"] = _command()
+        write_json(row_path, row)
+        print(f"{label}: 100 samples in {sample_s:.2f} s ({100 / sample_s:.1f} samples/s)", flush=True)
 
 
 COLUMNS = [
@@ -197,6 +223,11 @@ def report(rows: list[dict]) -> str:
         "Commands (each row's own run):",
         "",
         *[f"- {r['model']}: `{r['command']}`" for r in rows if r.get("command")],
+        *[
+            f"- {r['model']}, sampling re-timed from the stored weights: `{r['resample_command']}`"
+            for r in rows
+            if r.get("resample_command")
+        ],
         "",
     ]
     if any("wall budget" in r["epochs"] for r in rows):
@@ -223,6 +254,9 @@ def main():
     )
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--report", action="store_true", help="redraw the RESULTS.md section from stored rows")
+    p.add_argument(
+        "--resample", action="store_true", help="re-time sampling of --models from their stored weights"
+    )
     args = p.parse_args()
     if args.report:
         update_results(SECTION, report(stored_rows(STORE, MODELS)))
@@ -233,6 +267,10 @@ def main():
         p.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.resample:
+        resample(labels)
+        update_results(SECTION, report(stored_rows(STORE, MODELS)))
+        return
     if args.smoke:
         args.max_minutes = min(args.max_minutes, 0.3)
     args.peak = peak_rates(2.0)

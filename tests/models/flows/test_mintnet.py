@@ -8,7 +8,7 @@ import torch
 
 import dgm
 from dgm.core.errors import ConfigError, DataError
-from dgm.models.flows.transforms import MaskedInvertibleLayer
+from dgm.models.flows.transforms import MaskedInvertibleLayer, masked_conv
 from tests.models.flows.helpers import jacobian_log_det, perturb
 
 
@@ -55,6 +55,25 @@ def test_fixed_point_inverse_reaches_its_tolerance(name, dtype, tol, atol):
     assert ((f - z).abs() <= 50 * max(tol, 32 * torch.finfo(dtype).eps) * (1 + z.abs())).all()
     back, inverse_log_det = t.inverse_and_log_det(z)
     torch.testing.assert_close(inverse_log_det, -log_det, atol=1e3 * atol, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["image-lower", "vector-lower", "image-upper"])
+def test_step_halving_rescues_an_iteration_that_a_full_step_does_not_converge(name, monkeypatch):
+    # Large off-diagonal weights: the undamped iteration (α = 1 throughout) wanders or cycles for all
+    # max_iter passes and ends in the sequential solve; halving α when the largest correction stalls
+    # converges within max_iter, to the same point.
+    t, shape = layer(name, scale=1.5, inverse_tol=1e-10)
+    x = torch.randn(16, *shape, dtype=torch.float64)
+    z, _ = t(x)
+    monkeypatch.setattr(masked_conv, "_STALL", 10**9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, undamped_passes = t.solve(z)
+    assert undamped_passes > t.max_iter
+    monkeypatch.undo()
+    back, passes = t.solve(z)
+    assert passes < t.max_iter
+    torch.testing.assert_close(back, x, atol=1e-8, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["image-lower", "vector-upper"])

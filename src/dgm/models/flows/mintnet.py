@@ -51,7 +51,7 @@ class MintNet(Flow):
             ``inverse_tol · (1 + |x|)`` (at least 32 ulp of the dtype).
         max_iter: iterations of the fixed-point inverse per layer before the exact (slow) sequential
             fallback.
-        step_size: α of the fixed-point iteration, in (0, 1].
+        step_size: the starting α of the fixed-point iteration, in (0, 1] (halved when it stalls).
         base: ``"normal"`` (the paper), ``"logistic"`` or ``"mog"``.
         logit_alpha: if set, data in [0, 1] are first mapped by ``logit(α + (1 − 2α) x)`` (the paper: 1e-6).
         seed: seeds the initial weights.
@@ -67,7 +67,7 @@ class MintNet(Flow):
         num_squeezes: int = 2,
         normalization: str = "none",
         inverse_tol: float = 1e-6,
-        max_iter: int = 100,
+        max_iter: int = 200,
         step_size: float = 1.0,
         base: str = "normal",
         logit_alpha: float | None = None,
