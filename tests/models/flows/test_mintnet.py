@@ -88,6 +88,21 @@ def test_sequential_fallback_when_the_iteration_does_not_converge(name):
     torch.testing.assert_close(back, x, atol=1e-9, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["image-upper", "vector-upper"])
+def test_sequential_solve_reaches_tolerance_on_badly_conditioned_layers(name):
+    # Weights at scale 2 and inputs at scale 3: plain bracketed Newton could cycle between two points
+    # inside its bracket and end 100 steps later with residuals of ~10. The solve must still be exact.
+    t, shape = layer(name, scale=2.0, inverse_tol=1e-10, max_iter=1)
+    for _ in range(8):
+        x = 3 * torch.randn(16, *shape, dtype=torch.float64)
+        z, _ = t(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            back, _ = t._solve_sequentially(z, 1e-10)
+        torch.testing.assert_close(t(back)[0], z, atol=1e-8, rtol=1e-8)
+        torch.testing.assert_close(back, x, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_log_det_is_the_log_diagonal_and_matches_autograd(name):
     t, shape = layer(name, scale=0.7)

@@ -236,6 +236,7 @@ class MaskedInvertibleLayer(Transform):
         passes, worst = 0, 0.0
         for p in order:
             lo = hi = None
+            step = older = torch.full((n,), torch.inf, dtype=x.dtype, device=x.device)
             for _ in range(_SEQUENTIAL_STEPS):
                 f, diag = self._map(x.reshape(z.shape))
                 passes += 1
@@ -247,10 +248,14 @@ class MaskedInvertibleLayer(Transform):
                 lo = torch.where(g < 0, s, lo)
                 hi = torch.where(g > 0, s, hi)
                 newton = s - g / diag.reshape(n, -1)[:, p]
-                inside = (newton > lo) & (newton < hi)
-                nxt = torch.where(inside, newton, (lo + hi) / 2)
+                # Newton inside the bracket can still cycle between two points near its ends, shrinking it
+                # by almost nothing (seen on a layer with weights at scale 2): as in rtsafe (Numerical
+                # Recipes §9.4), bisect unless the Newton step is under half the step before last, so the
+                # bracket at least halves every other step.
+                use = (newton > lo) & (newton < hi) & (2 * (newton - s).abs() < older)
+                nxt = torch.where(use, newton, (lo + hi) / 2)
                 x[:, p] = torch.where(g == 0, s, nxt)
-                step = (x[:, p] - s).abs()
+                older, step = step, (x[:, p] - s).abs()
                 if bool((step <= tol * (1 + s.abs())).all()):
                     break
             else:
