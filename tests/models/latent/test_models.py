@@ -423,6 +423,42 @@ def test_ssvae_unlabelled_bound_uses_the_classifier():
     assert metrics["labelled_fraction"] == 0.5 and loss > 0
 
 
+def test_ssvae_labelled_bound_weight():
+    options = dict(
+        event_shape=(5,), num_classes=3, latent_dim=2, hidden_sizes=[6], classifier_hidden_sizes=[6]
+    )
+    x = torch.randint(0, 2, (6, 5)).float()
+    y = torch.tensor([0, -1, 2, -1, 1, -1])
+    known = y >= 0
+    # Weight 0 (the default): a labelled row is −α CE only, and no generative parameter hears from it.
+    model = perturbed(dgm.build("ssvae", **options))
+    t = model.training_terms(x, y)
+    ce = torch.nn.functional.cross_entropy(model._class_logits(x[known]), y[known], reduction="none")
+    assert torch.allclose(t["objective"][known], -model.alpha * ce)
+    assert (t["reconstruction"][known] == 0).all() and (t["kl"][known] == 0).all()
+    torch.manual_seed(0)
+    alone = model.training_terms(x[~known], y[~known])["objective"]
+    torch.manual_seed(0)
+    assert torch.allclose(model.training_terms(x, y)["objective"][~known], alone, atol=1e-6)
+    model.zero_grad()
+    model.training_terms(x[known], y[known])["objective"].sum().backward()
+    assert all(p.grad is None or (p.grad == 0).all() for p in model.decoder.parameters())
+    assert all(p.grad is None or (p.grad == 0).all() for p in model.encoder.parameters())
+    # Weight w: w (ELBO(x, y) + log p(y)) − α CE, eq. 9 scaled.
+    weighted = dgm.build({**model.config, "labelled_bound_weight": 0.25})
+    weighted.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    only = weighted.training_terms(x[known], y[known])["objective"]
+    torch.manual_seed(0)
+    bound = weighted._terms(x[known], y[known], 1, "reparam", 1.0, importance_weighted=False)["objective"]
+    assert torch.allclose(only, 0.25 * (bound - math.log(3)) - weighted.alpha * ce, atol=1e-6)
+    with pytest.raises(dgm.ConfigError, match="labelled_bound_weight"):
+        dgm.build("ssvae", **options, labelled_bound_weight=-1.0)
+    relu = dgm.build("ssvae", **options, activation="elu", classifier_activation="relu")
+    assert any(isinstance(m, torch.nn.ReLU) for m in relu.encoder_y.modules())
+    assert not any(isinstance(m, torch.nn.ReLU) for m in relu.encoder.modules())
+
+
 def test_every_latent_model_is_registered_as_an_estimate():
     names = {m["name"]: m for m in dgm.list_models()}
     for name in ("vae", "iwae", "cvae", "gmvae", "hvae", "ssvae", "sbn"):
