@@ -58,6 +58,9 @@ VARIANTS = {
     "classifier-only": {"generative": False},
     "m2-cs236": {"generative": True, **CS236},
     "classifier-only-cs236": {"generative": False, **CS236},
+    # Eq. 9's labelled bound at weight 1 under the oversampling: what the m2 rows measured before it was
+    # left out (see the section's last paragraph).
+    "m2-cs236-labelled-bound": {"generative": True, **CS236, "labelled_bound_weight": 1.0},
 }
 REFERENCE = {"m2": "92–93.5 % (target ≥ 93 %)", "classifier-only": "73.5 %"}
 
@@ -116,7 +119,7 @@ def main():
                 "test accuracy": f"{100 * acc:.2f} %",
                 "mean over 20 binarisations": f"{100 * acc_mean:.2f} %",
                 "grey-level input (CS236)": f"{100 * acc_grey:.2f} %",
-                "reference": REFERENCE[name.removesuffix("-cs236")],
+                "reference": REFERENCE[name.split("-cs236")[0]],
                 "command": _command(),
                 "curve": curve,
             }
@@ -184,19 +187,23 @@ def report() -> None:
         + commands
         + "\n\nValidation accuracy during training (1,000 validation images): "
         "`benchmarks/figures/ssvae_accuracy.png`.\n\n"
-        "What the gap to the reference is not. (1) The evaluation: the CS236 homework classifies the "
-        "grey-level test images, here the test images are binarised once; the last two accuracy columns "
-        "read the same classifier both ways, and they differ from the first by under one point. (2) "
-        "Training length: the homework runs 30,000 steps, each with 100 unlabelled and all 100 labelled "
-        "images (3.0 M unlabelled image passes); m2-cs236's 51,051 steps of about 50 unlabelled and 50 "
-        "labelled images are 2.6 M, and its validation accuracy stayed within 82–85 % over the last "
-        "20,000 steps. (3) The objective: the homework's loss, its networks and its classifier weight "
-        "are those of the m2-cs236 row (its labelled images enter only through the classifier term, "
-        "here also through their bound on log p(x, y), a term of the same size as one unlabelled "
-        "image's). Which 100 images carry labels differs (the homework's are a fixed list from the "
-        "60,000 training images; here 10 per class drawn with seed 0 from the first 50,000), and with "
-        "100 labels such choices move M2's accuracy by points (Kingma et al.'s 100-label figure carries "
-        "± 1.71 over repeated runs); the rest of the gap is not explained.",
+        "The evaluation protocol is not what separates these rows from the reference: the CS236 homework "
+        "classifies the grey-level test images, here the test images are binarised once; the last two "
+        "accuracy columns read the same classifier both ways and differ from the first by under one "
+        "point.\n\n"
+        "What did: until the runs above, the labelled images' own bound L(x, y) was part of the objective "
+        "at weight 1. Oversampled to half of every batch, it weighed about 500 times its share in Kingma "
+        "et al.'s eq. 9 (where 100 images' L is 1/500 of the generative term), and fitted the generative "
+        "model to those 100 images. Measured in diagnostic runs of a hand-written re-implementation of "
+        "the homework's training loop (all 100 labelled and 100 unlabelled images per step, its loss): "
+        "dgm's model reached 73.6 % test accuracy after 2,000 steps with L and 79.4 % without it, the "
+        "homework's networks 80.3 % (78.9 % with an ELU classifier instead of its ReLU one); that loop "
+        "reached 91.85 % after its 30,000 steps "
+        "with the homework's labelled list (one run; also below the 93 % target). Rows measured before the "
+        "change: m2 86.11 %, m2-cs236 84.73 % (m2-cs236-labelled-bound's setting, with an ELU classifier). "
+        "Which images carry labels matters less than feared: the classifier trained on the 100 labels "
+        "alone reaches 77.0 % with the homework's list, 76.9 % with this benchmark's seed-0 draw, and "
+        "70.8–78.3 % over eight other draws.",
     )
 
 
