@@ -50,6 +50,14 @@ def _activate(z: Tensor, activation: str, out: Tensor | None = None) -> Tensor:
     return torch.sigmoid(z, out=out) if activation == "sigmoid" else torch.clamp_min(z, 0, out=out)
 
 
+def _times_activation_derivative(grad: Tensor, h: Tensor, activation: str, scratch: Tensor) -> Tensor:
+    """``grad`` times act'(z), in place, from the activations h = act(z); ``scratch`` (h's shape, may be h
+    itself) holds the derivative."""
+    if activation == "sigmoid":
+        return grad.mul_(torch.addcmul(h, h, h, value=-1, out=scratch))  # σ' = h − h²
+    return grad.mul_(torch.gt(h, 0, out=scratch))
+
+
 class _Workspace:
     """Scratch buffers of up to (rows, chunk, H), kept between calls (per thread, device and dtype).
 
@@ -162,10 +170,7 @@ class _Segments:
         H, h = dh.shape[2], self.h
         d_segment = self.ws.get(0, self.n, self.S).zero_()  # the steps are no longer needed
         d_segment.view(-1, H).index_add_(0, self.rows, dh.view(-1, H))
-        if activation == "sigmoid":
-            d_segment.mul_(torch.addcmul(h, h, h, value=-1, out=h))  # σ' = h − h²
-        else:
-            d_segment.mul_(h > 0)
+        _times_activation_derivative(d_segment, h, activation, scratch=h)
         # a of segment k sums the steps 0..k, so step j's gradient sums the segments k ≥ j.
         d_steps = _exclusive_scan(d_segment, h, reverse=True).add_(d_segment)
         d_table.index_add_(0, self.position, d_steps[self.rank, self.example])
@@ -247,10 +252,7 @@ class _TiedConditionals(torch.autograd.Function):
             dz_padded[D:] = 0
             dz = torch.matmul(g.transpose(1, 2), V, out=dz_padded[:D])  # dL/dh
             scratch = ws.get(0, n)[:D]
-            if ctx.activation == "sigmoid":  # σ' = h - h²
-                dz.mul_(torch.addcmul(h, h, h, value=-1, out=scratch))
-            else:
-                dz.mul_(torch.gt(h, 0, out=scratch))
+            _times_activation_derivative(dz, h, ctx.activation, scratch)
             if rho is not None:
                 drho += torch.mul(dz, a, out=scratch).sum((1, 2))
                 dz.mul_(rho[:, None, None])
