@@ -114,8 +114,8 @@ def architecture(model_name: str, toy: str) -> dict:
     return dict((ARCH_DIGITS if toy == "digits" else ARCH)[model_name])
 
 
-def run_dgm(model_name: str, data: dict, args, toy: str = "moons") -> dict:
-    seed_everything(0)
+def run_dgm(model_name: str, data: dict, args, toy: str = "moons", seed: int = 0) -> dict:
+    seed_everything(seed)
     arch = architecture(model_name, toy)
     if "num_components" in arch:  # zuko's GF "components" are dgm's kernels per dimension and layer
         arch["num_kernels"] = arch.pop("num_components")
@@ -134,7 +134,7 @@ def run_dgm(model_name: str, data: dict, args, toy: str = "moons") -> dict:
         lr=1e-3,
         patience=None,
         progress=False,
-        seed=0,
+        seed=seed,
     )
     wall = time.perf_counter() - t0
     ev = dgm.evaluate(model, data["test"])
@@ -152,7 +152,9 @@ def run_dgm(model_name: str, data: dict, args, toy: str = "moons") -> dict:
     }
 
 
-def run_peer(python: str, library: str, model_name: str, npz: Path, args, toy: str = "moons") -> dict | None:
+def run_peer(
+    python: str, library: str, model_name: str, npz: Path, args, toy: str = "moons", seed: int = 0
+) -> dict | None:
     spec = {
         "library": library,
         "model": model_name,
@@ -160,7 +162,7 @@ def run_peer(python: str, library: str, model_name: str, npz: Path, args, toy: s
         "epochs": args.epochs,
         "lr": 1e-3,
         "batch_size": 100,
-        "seed": 0,
+        "seed": seed,
         "threads": 1,
     }
     offset = 0.0
@@ -206,6 +208,23 @@ def density_plot(models: dict, data: torch.Tensor, path: Path, title: str) -> No
 
 
 COLUMNS = ["toy", "model", "library", "params", "time/epoch", "test NLL (nats)", "vs dgm"]
+SEED_COLUMNS = ["toy", "model", "library", "params", "time/epoch", "test NLL (nats)", "per seed", "vs dgm"]
+
+
+def over_seeds(runs: list[dict]) -> dict:
+    """One result from runs with different seeds: the mean test NLL with the standard error of that mean
+    across seeds (the seed-to-seed spread, which on the toys exceeds the test set's own error)."""
+    if len(runs) == 1:
+        return runs[0]
+    nll = [r["test_nll"] for r in runs]
+    return {
+        **runs[0],
+        "test_nll": statistics.mean(nll),
+        "test_stderr": statistics.stdev(nll) / len(nll) ** 0.5,
+        "valid_nll": statistics.mean(r["valid_nll"] for r in runs),
+        "epoch_s": statistics.median(r["epoch_s"] for r in runs),
+        "per_seed": nll,
+    }
 
 
 def main():
@@ -215,6 +234,7 @@ def main():
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--peers", help="python of the peers' environment (benchmarks/peers/requirements.txt)")
     p.add_argument("--section", default="flows-toy", help="RESULTS.md section to write")
+    p.add_argument("--seeds", type=int, default=1, help="runs per library and model (seeds 0..N-1), averaged")
     p.add_argument("--smoke", action="store_true", help="moons, MAF, 2 epochs; RESULTS.md untouched")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -238,15 +258,20 @@ def main():
                 np.savez(npz, **{s: x.numpy() for s, x in data.items()})
             trained = {}
             for m in models:
-                results = [run_dgm(m, data, args, toy)]
-                trained[m] = results[0].pop("_model")
+                ours_runs = [run_dgm(m, data, args, toy, seed) for seed in range(args.seeds)]
+                trained[m] = ours_runs[0]["_model"]  # seed 0's model for the density plot
+                for r in ours_runs:
+                    r.pop("_model")
+                results = [over_seeds(ours_runs)]
                 if args.peers:
                     for lib in ("nflows", "zuko"):
                         if lib == "nflows" and m == "gaussianization-flow":
                             continue  # nflows has no Gaussianization flow
-                        r = run_peer(args.peers, lib, m, npz, args, toy)
-                        if r is not None:
-                            results.append(r)
+                        runs = [
+                            run_peer(args.peers, lib, m, npz, args, toy, seed) for seed in range(args.seeds)
+                        ]
+                        if all(r is not None for r in runs):
+                            results.append(over_seeds(runs))
                 ours = results[0]["test_nll"]
                 for r in results:
                     rows.append(
@@ -257,6 +282,7 @@ def main():
                             "params": f"{r['params']:,}",
                             "time/epoch": f"{r['epoch_s']:.2f} s",
                             "test NLL (nats)": f"{r['test_nll']:.3f} ± {r['test_stderr']:.3f}",
+                            "per seed": ", ".join(f"{v:.3f}" for v in r.get("per_seed", [])),
                             "vs dgm": "—" if r["library"] == "dgm" else f"{r['test_nll'] - ours:+.3f}",
                             "_r": r,
                         }
@@ -266,7 +292,7 @@ def main():
                 density_plot(
                     trained, data["test"], FIGURES / f"{args.section}_{toy}.png", f"{toy}: dgm flows"
                 )
-    print(table(rows, COLUMNS))
+    print(table(rows, SEED_COLUMNS if args.seeds > 1 else COLUMNS))
     if args.smoke:
         return
     update_results(args.section, report(rows, args))
@@ -294,8 +320,16 @@ def report(rows: list[dict], args) -> str:
         + ", best-validation weights, one thread per process; same architecture, data, optimiser and "
         "epochs for every library "
         "(see the docstring of `benchmarks/flows_toy.py`). \"vs dgm\": the peer's test NLL minus dgm's "
-        "(positive: dgm better).\n",
-        table(rows, COLUMNS),
+        "(positive: dgm better)."
+        + (
+            f" Each library ran {args.seeds} times (seeds 0–{args.seeds - 1}: initialisation and batch "
+            "order; the data split is fixed): test NLL is the mean over seeds ± the standard error of that "
+            "mean, and each seed's figure is listed."
+            if args.seeds > 1
+            else ""
+        )
+        + "\n",
+        table(rows, SEED_COLUMNS if args.seeds > 1 else COLUMNS),
         "",
     ]
     if total:
@@ -308,7 +342,9 @@ def report(rows: list[dict], args) -> str:
         nll = maf_moons["test_nll"]
         lines.append(
             f"Anchor: MAF (5 layers, MADE 1×100) on standardised two moons, 50 epochs: ≈ 1.19–1.2 nats "
-            f"(Stanford CS236); target ≤ 1.19. dgm after {args.epochs} epochs: {nll:.3f} nats — "
+            f"(Stanford CS236); target ≤ 1.19. dgm after {args.epochs} epochs: {nll:.3f} nats"
+            + (f" (mean of {args.seeds} seeds)" if args.seeds > 1 else "")
+            + " — "
             + ("met." if nll <= 1.19 else "not met.")
         )
     if any(r["toy"] == "digits" for r in rows):
