@@ -45,7 +45,7 @@ def full_dependence(model, rounds: int = 3) -> torch.Tensor:
     """:func:`dependence` unioned over ``rounds`` draws of the weights (each moved by fresh noise).
 
     For the *presence* of a dependence: with ReLUs, one weight draw can leave every path from one pixel
-    to another inactive on all of a few binary inputs (about 1 run in 200 here for a 5×5 Gated PixelCNN),
+    to another inactive on all of a few binary inputs (about 1 run in 250 here for a 5×5 Gated PixelCNN),
     a zero by accident; fresh weights keep the masks, so a zero that survives them is structural."""
     dep = dependence(model)
     for _ in range(rounds - 1):
