@@ -231,7 +231,7 @@ def main():
     every_point = max(1, len(last["history"]) // 400)
     draw_curve(last["history"], entropy_logit, figures / "flows_distill_curve.png", every_point, "logit")
     with torch.no_grad():
-        blocks = [teacher.sample(30, generator=gen0())]
+        blocks = [teacher.sample(30, generator=torch.Generator().manual_seed(0))]
     blocks += ([imitated_grid] if pairs is not None else []) + [arm["grid"] for arm in arms]
     names = (["after imitation"] if pairs is not None else []) + [_arm_name(arm["weight"]) for arm in arms]
     title = "3 rows each: MAF teacher; IAF student " + "; ".join(names)
@@ -335,10 +335,6 @@ def main():
         "samples and the student entropy, per distillation step of the last arm), "
         "`benchmarks/figures/flows_distill_samples.png` (teacher vs student samples).",
     )
-
-
-def gen0() -> torch.Generator:
-    return torch.Generator().manual_seed(0)
 
 
 def _arm_name(weight: float) -> str:
