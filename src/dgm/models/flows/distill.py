@@ -429,8 +429,9 @@ def distill(
             if pair_weight:
                 record["pair_loss"] = paired.item()
             if shared_logit:  # the same over y = logit(x), free of the logit's spikes (teacher_entropy)
-                record["teacher_nll_logit"] = record["teacher_nll"] - logit_log_det.mean().item()
-                record["student_nll_logit"] = record["student_nll"] - logit_log_det.mean().item()
+                shift = logit_log_det.mean().item()
+                record["teacher_nll_logit"] = record["teacher_nll"] - shift
+                record["student_nll_logit"] = record["student_nll"] - shift
             result.history.append(record)
             if callback is not None:
                 callback(record)
