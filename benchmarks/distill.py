@@ -98,6 +98,31 @@ def student_like(teacher) -> dgm.GenerativeModel:
     )
 
 
+def digit_labeller(train, test):
+    """A multinomial logistic regression on 10,000 MNIST training images (pixels in [0, 1]), to count
+    which digits a model draws: a collapsed student shows up as one class. Returns the labelling function
+    and its accuracy on (up to) 2,000 test images."""
+    from sklearn.linear_model import LogisticRegression
+
+    def features(x: torch.Tensor):
+        return x.reshape(len(x), -1).clamp(0, 1).double().numpy()
+
+    gen = torch.Generator().manual_seed(0)
+    x, _ = train.get_batch(torch.arange(10_000), gen)
+    clf = LogisticRegression(max_iter=300).fit(features(x), train.y[:10_000].numpy())
+    n_test = min(2_000, len(test))
+    xt, _ = test.get_batch(torch.arange(n_test), gen)
+    accuracy = float(clf.score(features(xt), test.y[:n_test].numpy()))
+
+    def classes(samples: torch.Tensor) -> str:
+        counts = torch.bincount(torch.as_tensor(clf.predict(features(samples))), minlength=10).double()
+        share = counts / counts.sum()
+        entropy = -(share[share > 0] * share[share > 0].log2()).sum().item()
+        return f"largest {share.max().item():.0%} (digit {share.argmax().item()}), entropy {entropy:.2f} bits"
+
+    return classes, accuracy
+
+
 def draw_curve(history, entropy, path, every, space):
     key = "_logit" if space == "logit" else ""
     fig = Figure(figsize=(6, 4), dpi=100)
@@ -166,6 +191,12 @@ def main():
         return nats / (D * math.log(2))
 
     teacher, teacher_text = get_teacher(args, train, valid)
+    labeller, labeller_accuracy = digit_labeller(train, test)
+
+    def digits_drawn(model, n: int) -> str:
+        with torch.no_grad():
+            return labeller(model.sample(n, generator=torch.Generator().manual_seed(2)))
+
     t0 = time.perf_counter()
     teacher_eval = dgm.evaluate(teacher, test)
     t_entropy0 = time.perf_counter()
@@ -194,6 +225,7 @@ def main():
         imitation = imitate(student, pairs, 10**9, args.batch_size, args.lr, max_minutes=args.imitate_minutes)
         imitate_min = (time.perf_counter() - t0) / 60
         after_imitation = student_scores(teacher, student, args.eval_samples, seed=1)
+        after_imitation_digits = digits_drawn(student, args.eval_samples)
         with torch.no_grad():
             imitated_grid = student.sample(30, generator=torch.Generator().manual_seed(0))
         print(f"imitation: {len(imitation)} steps, pair loss {imitation[-1]['pair_loss']:.1f}; KL "
@@ -224,8 +256,11 @@ def main():
             "weight": weight, "history": result.history, "minutes": minutes, "grid": grid,
             "scores": student_scores(teacher, student, args.eval_samples, seed=1),
             "speed": sampling_speed(student, teacher, 100, repeats=1 if args.smoke else 2),
+            "digits": digits_drawn(student, args.eval_samples),
         })  # fmt: skip
 
+    n_teacher_digits = 100 if args.smoke else 500
+    teacher_digits = digits_drawn(teacher, n_teacher_digits)
     figures = Path("/tmp/dgm-distill-smoke") if args.smoke else FIGURES
     last = arms[-1]
     every_point = max(1, len(last["history"]) // 400)
@@ -255,6 +290,11 @@ def main():
             f"{entropy['mean'] + shift:.1f} / {entropy['median'] + shift:.1f} nats ({entropy_s:.0f} s)",
         ),
         (f"teacher entropy over y = logit(x) ({n_own} own samples), mean", f"{entropy_logit:.1f} nats"),
+        (
+            f"digits the teacher draws ({n_teacher_digits} samples; labeller: logistic regression, "
+            f"{labeller_accuracy:.0%} on test images)",
+            teacher_digits,
+        ),
     ]
     if pairs is not None:
         shared += [
@@ -268,7 +308,9 @@ def main():
             ),
         ]
     columns = (["after imitation"] if pairs is not None else []) + [_arm_name(arm["weight"]) for arm in arms]
-    states = ([{"scores": after_imitation}] if pairs is not None else []) + arms
+    states = (
+        [{"scores": after_imitation, "digits": after_imitation_digits}] if pairs is not None else []
+    ) + arms
 
     def per_arm(label, fn):
         return {"quantity": label, **{c: fn(state) for c, state in zip(columns, states, strict=True)}}
@@ -289,6 +331,7 @@ def main():
         per_arm("… ratio to the teacher's own (medians); within 2 %?", lambda a: (
             within((a["scores"]["teacher_nll_median"] + shift) / (entropy["median"] + shift)))),
         per_arm("student entropy over y, mean (nats)", lambda a: f"{a['scores']['student_nll_logit']:.1f}"),
+        per_arm(f"digits drawn ({n_eval} samples, labelled as the teacher's)", lambda a: a["digits"]),
         per_arm("100 samples: teacher / student (s)", lambda a: (
             f"{a['speed']['teacher_s']:.3f} / {a['speed']['student_s']:.3f}" if "speed" in a else dash)),
         per_arm("sampling speed-up; ≥ 10×?", lambda a: (
