@@ -110,6 +110,25 @@ MODELS = {
         "97.45 (Gan et al. 2015)",
         97.5,
     ),
+    # MAP under a Laplace prior on the weights (Gan et al. learn with sparsity-encouraging priors): λ = 3 over
+    # the 50,000 training images, i.e. 6e-5 per image, chosen on validation (diagnostic sweep: λ = 3 beat
+    # 10 and an L2 prior; see the text under the table).
+    "fvsbn-l1": (
+        "fvsbn",
+        {"l1": 6e-5},
+        {"lr": 1e-3, "patience": 10, "ema_decay": 0.999},
+        "97.45 (Gan et al. 2015)",
+        97.5,
+    ),
+    # The same prior (λ = 3, now over 60,000 images: 5e-5 per image) fitted to the training and validation
+    # images for the 56 epochs that early stopping chose for fvsbn-l1; the test set still unseen.
+    "fvsbn-l1-trainvalid": (
+        "fvsbn",
+        {"l1": 5e-5},
+        {"lr": 1e-3, "ema_decay": 0.999, "epochs": 56, "train_split": "train+valid"},
+        "97.45 (Gan et al. 2015)",
+        97.5,
+    ),
     "nade": (
         "nade",
         {"hidden_size": 500},
@@ -243,7 +262,7 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
         "params": f"{model.num_parameters():,}",
         "time/epoch": f"{epoch_s:.1f} s",
         "share of matmul peak": f"{share:.0%}",
-        "schedule": schedule_text(train_opts),
+        "schedule": schedule_text(train_opts) + (f", L1 {options['l1']:g}" if options.get("l1") else ""),
         "epochs": f"{epochs_run:.2f} ({why})",
         "train wall": f"{wall / 60:.1f} min",
         "test NLL (nats, exact)": f"{ev['nll']:.2f} ± {ev['nll_stderr']:.2f}",
@@ -442,10 +461,27 @@ def report(rows: list[dict], speed: dict | None, scaling: list, partial: bool = 
             "and with an L2 penalty on the weights only (biases free, a one-off sweep with Adam and "
             "averaging) 98.81 at 3e-4, 99.33 at 1e-3 and 101.15 at 3e-3; the trainer's `weight_decay`, "
             "which also pulls the biases of the always-white pixels towards 0, does worse (1e-3: 100.77). "
-            "No setting tried gets the validation NLL below 98.8, i.e. the test NLL below about 97.8. "
+            "No optimizer or L2 setting tried gets the validation NLL below 98.8, i.e. the test NLL below "
+            "about 97.8. "
             "More data does help: the same model and schedule fitted to the 60,000 training and "
             "validation images for the 30 epochs that early stopping chose (the fvsbn-ema-trainvalid "
             "row; the test set still unseen) reaches 97.66, 0.2 nats better, still 0.16 above the target.",
+            "",
+            "A sparsity-encouraging prior closes the gap where L2 could not. The fvsbn-l1 row is the MAP fit "
+            'under a Laplace prior on the weights (`dgm.build("fvsbn", l1=6e-5)`: λ Σ |W_ij| added to the '
+            "mean NLL, λ = 3 over the 50,000 training images; biases free), in the spirit of Gan et al.'s "
+            "Bayesian learning with sparsity priors: most of a pixel's up to 783 parents are irrelevant, "
+            "and L1 sets them to zero where L2 only shrinks them all. It reaches 97.48, 0.38 nats below "
+            "the same schedule without the penalty (fvsbn-ema), with early stopping on the validation set "
+            "as every other row. λ was chosen on validation in a diagnostic sweep (Adam, averaging, 40 "
+            "epochs, all 10,000 validation images): λ = 1: 98.66, λ = 3: 98.54, λ = 10: 98.62 "
+            "(against 98.81 for the best L2 penalty above); an exact per-pixel Newton fit of the MAP on "
+            "every 16th pixel also ranked L1 λ = 3 ahead of L2 by 0.3 nats. Fitted with the same prior "
+            "(λ = 3, i.e. 5e-5 per image over 60,000) to the training and validation images for the 56 "
+            "epochs early stopping chose, the fvsbn-l1-trainvalid row reaches 97.34. What did not help: "
+            "averaging each conditional over a Laplace approximation of its posterior (probit-moderated "
+            "outputs, MacKay 1992; Gauss–Hermite over the Gaussian of the logit) was 0.04–0.6 nats *worse* "
+            "on validation than the MAP it was built on, for L2 and L1 priors alike.",
             "",
         ]
     if any(r["model"].startswith("made") for r in rows):

@@ -70,3 +70,46 @@ def test_training_recovers_an_fvsbn():
         truth.bias.normal_(0, 1)
         target = truth.log_prob(all_configurations(4)).exp()
     assert recovers_target("fvsbn", {}, target) < 0.05
+
+
+def test_l1_penalty_is_the_map_objective_and_leaves_log_prob_alone():
+    D, lam = 7, 0.03
+    model = dgm.build("fvsbn", event_shape=(D,), l1=lam, ordering="random").double()
+    perturb_parameters(model)
+    plain = dgm.build("fvsbn", event_shape=(D,), ordering="random").double()
+    plain.load_state_dict(model.state_dict())
+    x = torch.randint(0, 2, (16, D)).double()
+    kept = model.linear.weight * model.linear.mask
+    assert torch.equal(model.log_prob(x), plain.log_prob(x))
+    torch.testing.assert_close(plain.loss(x), -plain.log_prob(x).mean())
+    torch.testing.assert_close(model.loss(x), -model.log_prob(x).mean() + lam * kept.abs().sum())
+    assert model.config["l1"] == lam
+
+
+def test_l1_shrinks_the_weights_of_independent_pixels_towards_zero():
+    """Independent pixels: every true weight is 0. On 200 examples the maximum-likelihood weights pick up
+    sampling noise; the Laplace prior's MAP sets them (up to Adam's jitter) to zero."""
+    D = 5
+    probs = torch.rand(D) * 0.6 + 0.2
+    x = torch.bernoulli(probs.expand(200, D))
+
+    def fit(l1):
+        model = dgm.build("fvsbn", event_shape=(D,), l1=l1)
+        opt = torch.optim.Adam(model.parameters(), lr=0.02)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / 1500)
+        for _ in range(1500):
+            opt.zero_grad()
+            model.loss(x).backward()
+            opt.step()
+            sched.step()
+        return model.linear.masked_weight().abs().sum().item()
+
+    free, sparse = fit(0.0), fit(0.05)
+    assert free > 0.3  # sampling noise on 200 examples
+    assert sparse < 0.1 * free, (sparse, free)
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), True, "0.1"])
+def test_l1_rejects_bad_values(bad):
+    with pytest.raises(dgm.ConfigError, match="l1 must be"):
+        dgm.build("fvsbn", event_shape=(4,), l1=bad)

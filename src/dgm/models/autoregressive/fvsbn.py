@@ -10,6 +10,11 @@ previous dimensions:
 i.e. one linear map whose weight is masked to be strictly lower-triangular (in the ordering). The free
 parameters are the D biases and the D(D-1)/2 kept weights: D(D+1)/2 in all. The categorical(k) variant
 regresses softmax logits on the one-hot encoded previous values.
+
+Each conditional is a logistic regression, so the maximum-likelihood fit over-fits on MNIST (training NLL
+keeps falling while held-out NLL turns up). ``l1`` adds λ Σ |W_ij| to the training loss: the MAP estimate
+under a Laplace prior on the weights, a sparsity-encouraging prior as in Gan et al.'s Bayesian treatment
+(most of a pixel's 783 possible parents are irrelevant). The biases are not penalised.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ class FVSBN(GenerativeModel):
         support: ``"binary"`` (sigmoid conditionals) or ``"categorical(k)"`` (softmax on one-hot inputs).
         ordering: ``"natural"``, ``"reverse"``, ``"random"`` (drawn from ``seed``) or a permutation.
         num_classes: if set, the biases become one vector per class: p(x | y).
+        l1: λ of the L1 penalty λ Σ |W_ij| added to :meth:`loss` (nats per example; 0: maximum
+            likelihood). Over N training examples this is a Laplace prior with rate N·λ on each weight.
+            ``log_prob`` is never penalised.
         seed: seeds a random ordering.
     """
 
@@ -51,6 +59,7 @@ class FVSBN(GenerativeModel):
         support: str = "binary",
         ordering="natural",
         num_classes: int | None = None,
+        l1: float = 0.0,
         seed: int = 0,
     ):
         super().__init__(event_shape, support)
@@ -58,7 +67,9 @@ class FVSBN(GenerativeModel):
             raise ConfigError("fvsbn models binary or categorical(k) data")
         if num_classes is not None and num_classes < 1:
             raise ConfigError(f"num_classes must be a positive int or None, got {num_classes}")
-        self.num_classes = num_classes
+        if isinstance(l1, bool) or not isinstance(l1, int | float) or not 0 <= l1 < float("inf"):
+            raise ConfigError(f"l1 must be a finite number >= 0, got {l1!r}")
+        self.num_classes, self.l1 = num_classes, float(l1)
         D = self.num_dims
         self.num_values = 1 if self.support.kind == "binary" else self.support.num_categories
         order = make_ordering(ordering, D, torch.Generator().manual_seed(seed))
@@ -103,6 +114,13 @@ class FVSBN(GenerativeModel):
         values = x.reshape(len(x), -1)
         values = values.long() if self.support.kind == "categorical" else values.to(self.linear.weight.dtype)
         return self.conditionals(x, context).log_prob(values).sum(-1)
+
+    def loss(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Mean NLL plus ``l1`` · Σ |W_ij| over the kept weights (the MAP objective; see ``l1``)."""
+        nll = -self.log_prob(x, context).mean()
+        if not self.l1:
+            return nll
+        return nll + self.l1 * self.linear.masked_weight().abs().sum()
 
     def num_parameters(self) -> int:
         """Exactly free parameters: (k-1)·[D·C + (k-1)·D(D-1)/2] with C classes (C = 1 unconditional);
