@@ -70,7 +70,7 @@ def image_grid(
     grid = _tile(x, nrow)
     h, w = grid.shape[1:]
     zoom = min(8.0, max(2.0, 640 / max(h, w)))  # screen pixels per data pixel: ~640 px across
-    top = 0.3 if title else 0.0
+    top = 0.15 + 0.16 * (title.count("\n") + 1) if title else 0.0  # inches: room for every title line
     fig = Figure(figsize=(w * zoom / 100, h * zoom / 100 + top), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1 - top / fig.get_figheight()))
     if grid.shape[0] == 1:
