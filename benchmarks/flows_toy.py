@@ -3,6 +3,8 @@ same training loop, same machine, in one run.
 
     DGM_DATA_DIR=../shared/data python -m benchmarks.flows_toy --peers .peers/bin/python
     python -m benchmarks.flows_toy --toys moons --models maf --epochs 50      (the MAF moons target row)
+    python -m benchmarks.flows_toy --toys moons --models maf --epochs 50 --seeds 8 --maf-hidden 100,100 \
+        --section flows-maf-moons-2x100                    (the same with the CS236 reference's MADE)
     python -m benchmarks.flows_toy --toys digits --epochs 100 --section flows-digits   (dequantised digits)
     python -m benchmarks.flows_toy --smoke                                    (~1 min, RESULTS.md untouched)
 
@@ -363,7 +365,8 @@ def report(rows: list[dict], args) -> str:
                 "`MADE(hidden_size=100, n_hidden=1)` builds input → 100 → 100 → output (one input layer "
                 "plus `n_hidden` hidden-to-hidden layers, ReLU), trained with Adam 1e-3 (weight decay 1e-6), "
                 'batch 100, 50 epochs. The issue\'s "MADE 1×100" reads `n_hidden=1` as one hidden layer; '
-                'the rows with one layer of 100 are the section "maf on the 2-D toys (moons) … 50 epochs". '
+                'with one layer of 100 (the section "maf on the 2-D toys (moons) … 50 epochs") the target '
+                "is not met. "
                 "nflows builds its MADE from the first width only (one residual block, as in every row)."
             )
     if any(r["toy"] == "digits" for r in rows):
