@@ -10,10 +10,23 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
-def _fresh_seed():
-    # Each test draws its own random inputs; seeding per test keeps failures reproducible.
-    torch.manual_seed(int.from_bytes(os.urandom(2), "little"))
+def _fresh_seed(request):
+    # Each test draws its own random inputs; seeding per test keeps failures reproducible: a failing
+    # test's report names its seed, and DGM_TEST_SEED=<seed> replays it.
+    forced = os.environ.get("DGM_TEST_SEED")
+    seed = int(forced) if forced else int.from_bytes(os.urandom(2), "little")
+    request.node.user_properties.append(("torch_seed", seed))
+    torch.manual_seed(seed)
     yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    seed = dict(item.user_properties).get("torch_seed")
+    if report.failed and seed is not None:
+        report.sections.append(("torch seed", f"replay with DGM_TEST_SEED={seed} (tests/conftest.py)"))
 
 
 @pytest.fixture

@@ -106,12 +106,18 @@ OPTIMIZERS = ("adam", "sgd", "adagrad")
 
 
 def make_optimizer(opts: TrainOptions, parameters) -> torch.optim.Optimizer:
-    """The optimizer named by ``opts.optimizer``; ``weight_decay`` is an L2 penalty added to the gradient."""
+    """The optimizer named by ``opts.optimizer``; ``weight_decay`` is an L2 penalty added to the gradient.
+
+    ``foreach=True`` everywhere: torch picks the multi-tensor update only for CUDA by default, and the
+    per-parameter loop it uses on CPU cost 20 % of a small flow's training step (MAF on two moons:
+    0.96 → 0.78 s per epoch) for bit-identical updates."""
     if opts.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay)
+        return torch.optim.SGD(
+            parameters, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay, foreach=True
+        )
     if opts.optimizer == "adagrad":
-        return torch.optim.Adagrad(parameters, lr=opts.lr, weight_decay=opts.weight_decay)
-    return torch.optim.Adam(parameters, lr=opts.lr, weight_decay=opts.weight_decay)
+        return torch.optim.Adagrad(parameters, lr=opts.lr, weight_decay=opts.weight_decay, foreach=True)
+    return torch.optim.Adam(parameters, lr=opts.lr, weight_decay=opts.weight_decay, foreach=True)
 
 
 def learning_rate(opts: TrainOptions, step: int, steps_per_epoch: int) -> float:
