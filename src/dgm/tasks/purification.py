@@ -224,7 +224,7 @@ def train_classifier(
     dev = _device(model)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
     start, steps, loss_value, done = time.perf_counter(), 0, float("nan"), 0
     bar = None
     if progress:

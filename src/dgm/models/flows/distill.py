@@ -289,7 +289,7 @@ def imitate(
     mode."""
     _check_steps(num_steps, batch_size, lr)
     generator = torch.Generator(pairs.z.device).manual_seed(seed)
-    optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
+    optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr, foreach=True)
     history = []
     student.train()
     start = time.perf_counter()
@@ -393,7 +393,9 @@ def distill(
         for p, _ in frozen:
             p.requires_grad_(False)
         student.train()
-        optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
+        optimizer = torch.optim.Adam(
+            [p for p in student.parameters() if p.requires_grad], lr=lr, foreach=True
+        )
         start = time.perf_counter()
         for step in range(1, num_steps + 1):
             context = _labels(student, batch_size, generator)
