@@ -278,8 +278,17 @@ def main():
     def pixels(value):
         return f"{value + shift:.1f} nats = {bpd(value + shift):.3f} bits/dim"
 
+    def ratio_y(scores):  # teacher NLL of student samples over the teacher's own, over y = logit(x)
+        return scores["teacher_nll_logit"] / entropy_logit
+
+    def ratio_pixels(scores):  # the same over pixels, medians
+        return (scores["teacher_nll_median"] + shift) / (entropy["median"] + shift)
+
+    def close(ratio):  # the target: within 2 %
+        return abs(ratio - 1) <= 0.02
+
     def within(ratio):
-        return f"{ratio:.4f}; {'yes' if abs(ratio - 1) <= 0.02 else 'no'}"
+        return f"{ratio:.4f}; {'yes' if close(ratio) else 'no'}"
 
     test_label = "teacher test NLL (1k test images)" if args.smoke else "teacher test NLL (10k test images)"
     n_own, n_eval = args.entropy_samples, args.eval_samples
@@ -327,11 +336,11 @@ def main():
         per_arm(f"teacher NLL of {n_eval} student samples over y, mean (nats)", lambda a: (
             f"{a['scores']['teacher_nll_logit']:.1f} ± {a['scores']['teacher_nll_logit_se']:.1f}")),
         per_arm("… ratio to the teacher's own over y; within 2 %?", lambda a: (
-            within(a["scores"]["teacher_nll_logit"] / entropy_logit))),
+            within(ratio_y(a["scores"])))),
         per_arm("teacher NLL of student samples over pixels, median", lambda a: (
             pixels(a["scores"]["teacher_nll_median"]))),
         per_arm("… ratio to the teacher's own (medians); within 2 %?", lambda a: (
-            within((a["scores"]["teacher_nll_median"] + shift) / (entropy["median"] + shift)))),
+            within(ratio_pixels(a["scores"])))),
         per_arm("student entropy over y, mean (nats)", lambda a: f"{a['scores']['student_nll_logit']:.1f}"),
         per_arm(f"digits drawn ({n_eval} samples, labelled as the teacher's)", lambda a: a["digits"]),
         per_arm("100 samples: teacher / student (s)", lambda a: (
@@ -351,8 +360,7 @@ def main():
     both = [
         _arm_name(arm["weight"])
         for arm in arms
-        if abs(arm["scores"]["teacher_nll_logit"] / entropy_logit - 1) <= 0.02
-        and abs((arm["scores"]["teacher_nll_median"] + shift) / (entropy["median"] + shift) - 1) <= 0.02
+        if close(ratio_y(arm["scores"])) and close(ratio_pixels(arm["scores"]))
     ]
     within_both = ", ".join(both) if both else "no arm"
     update_results(

@@ -136,6 +136,12 @@ def _inverse_after_logit(model: GenerativeModel, z: Tensor, ctx: Tensor | None) 
     return y, log_det
 
 
+def _pair_image(model: GenerativeModel, z: Tensor, ctx: Tensor | None, logit_space: bool) -> Tensor:
+    """The model's sample from base noise z in the pairs' space (:class:`TeacherPairs`): y = logit(x) after a
+    leading logit when ``logit_space``, else x."""
+    return _inverse_after_logit(model, z, ctx)[0] if logit_space else model.transform.inverse(z, ctx)
+
+
 def _shared_logit(teacher: GenerativeModel, student: GenerativeModel) -> bool:
     """Whether both are flows whose first transform is the same :class:`Logit` preprocessing."""
     firsts = [_leading_logit(teacher), _leading_logit(student)]
@@ -229,11 +235,10 @@ def teacher_pairs(
                 ctx = teacher._context(context, n)
                 z = teacher.base.sample(n, ctx, generator).to(teacher._dtype())
                 drawn += n
+                y = _pair_image(teacher, z, ctx, logit is not None)
                 if logit is None:
-                    y = teacher.transform.inverse(z, ctx)
                     inside = torch.ones(n, dtype=torch.bool, device=z.device)
                 else:
-                    y = _inverse_after_logit(teacher, z, ctx)[0]
                     inside = y.flatten(1).abs().amax(1) <= math.log((1 - logit.alpha) / logit.alpha)
                 zs.append(z[inside])
                 targets.append(y[inside])
@@ -257,16 +262,14 @@ def pair_loss(student: GenerativeModel, pairs: TeacherPairs, index: Tensor) -> T
     z = pairs.z[index].to(student._dtype())
     context = None if pairs.context is None else pairs.context[index]
     ctx = student._context(context, z.shape[0])
-    if pairs.logit_alpha is None:
-        y = student.transform.inverse(z, ctx)
-    else:
+    if pairs.logit_alpha is not None:
         logit = _leading_logit(student)
         if logit is None or logit.alpha != pairs.logit_alpha:
             raise ConfigError(
                 f"the pairs are in the logit space of α = {pairs.logit_alpha}; the student needs the same "
                 "leading logit (logit_alpha)"
             )
-        y = _inverse_after_logit(student, z, ctx)[0]
+    y = _pair_image(student, z, ctx, pairs.logit_alpha is not None)
     target = pairs.target[index].to(y.dtype)
     return (y - target).flatten(1).pow(2).sum(1).mean()
 
@@ -289,7 +292,7 @@ def imitate(
     mode."""
     _check_steps(num_steps, batch_size, lr)
     generator = torch.Generator(pairs.z.device).manual_seed(seed)
-    optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr, foreach=True)
+    optimizer = _adam(student, lr)
     history = []
     student.train()
     start = time.perf_counter()
@@ -297,11 +300,7 @@ def imitate(
         for step in range(1, num_steps + 1):
             index = torch.randint(0, len(pairs), (batch_size,), generator=generator, device=pairs.z.device)
             loss = pair_loss(student, pairs, index)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(student.parameters(), grad_clip)
-            optimizer.step()
+            _step(optimizer, loss, student, grad_clip)
             history.append({"step": step, "pair_loss": loss.item()})
             if callback is not None:
                 callback(history[-1])
@@ -310,6 +309,20 @@ def imitate(
     finally:
         student.eval()
     return history
+
+
+def _adam(student: GenerativeModel, lr: float) -> torch.optim.Adam:
+    """Adam over the student's trainable parameters (multi-tensor updates, as the trainer's)."""
+    return torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr, foreach=True)
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: Tensor, student: GenerativeModel, grad_clip) -> None:
+    """One optimizer step on ``loss``, the gradient's norm clipped to ``grad_clip`` (None: unclipped)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(student.parameters(), grad_clip)
+    optimizer.step()
 
 
 def _check_steps(num_steps: int, batch_size: int, lr: float) -> None:
@@ -393,9 +406,7 @@ def distill(
         for p, _ in frozen:
             p.requires_grad_(False)
         student.train()
-        optimizer = torch.optim.Adam(
-            [p for p in student.parameters() if p.requires_grad], lr=lr, foreach=True
-        )
+        optimizer = _adam(student, lr)
         start = time.perf_counter()
         for step in range(1, num_steps + 1):
             context = _labels(student, batch_size, generator)
@@ -416,11 +427,7 @@ def distill(
                 )
                 paired = pair_loss(student, pairs, index)
                 loss = loss + pair_weight * paired
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(student.parameters(), grad_clip)
-            optimizer.step()
+            _step(optimizer, loss, student, grad_clip)
             record = {
                 "step": step,
                 "kl": kl.item(),
