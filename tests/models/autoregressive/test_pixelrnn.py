@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import dgm
+from tests.models.autoregressive.helpers import dependence, full_dependence
 from tests.models.helpers import all_configurations, perturb_parameters
 
 
@@ -15,40 +16,6 @@ def build(event_shape, support="binary", perturb=0.3, **options):
     if perturb:
         perturb_parameters(model, perturb)
     return model
-
-
-def dependence(model, context=None, tries: int = 3) -> torch.Tensor:
-    """dep[i, j]: the logits of value i depend on value j, both in raster order (row, column, channel).
-
-    Categorical logits are projected on a random vector; the union over a few random inputs keeps an
-    accidental zero gradient from passing for a structural one.
-    """
-    C, H, W = model.event_shape
-    k = model.num_categories
-    proj = torch.randn(k, dtype=torch.float64)
-
-    def f(inp):
-        logits = model.logits(inp, context)
-        return logits if logits.dim() == 4 else logits @ proj
-
-    D = C * H * W
-    dep = torch.zeros(D, D, dtype=torch.bool)
-    for _ in range(tries):
-        inp = torch.randint(0, k, (1, C, H, W)).double()
-        J = torch.autograd.functional.jacobian(f, inp)[0, :, :, :, 0]  # (C,H,W, C,H,W)
-        dep |= (J != 0).permute(1, 2, 0, 4, 5, 3).reshape(D, D)
-    return dep
-
-
-def full_dependence(model, rounds: int = 3) -> torch.Tensor:
-    """:func:`dependence` unioned over ``rounds`` draws of the weights (each moved by fresh noise), for the
-    *presence* of a dependence: the ReLU output head can switch every path from one pixel off on a few
-    inputs by accident (as in the PixelCNN tests); a zero that survives fresh weights is structural."""
-    dep = dependence(model)
-    for _ in range(rounds - 1):
-        perturb_parameters(model, 0.3)
-        dep |= dependence(model)
-    return dep
 
 
 # ------------------------------------------------------------------ causality
