@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import itertools
 import json
 import math
 from typing import Any, ClassVar
@@ -116,9 +117,9 @@ class GenerativeModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        for t in (*self.parameters(), *self.buffers()):
-            return t.device
-        return torch.device("cpu")
+        # Lazily: the first tensor found, not a tuple of all of them (this runs on every batch).
+        t = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return torch.device("cpu") if t is None else t.device
 
     def num_parameters(self) -> int:
         """Number of free parameters (subclasses override where parameterisation has redundancy)."""

@@ -14,6 +14,7 @@ Base distributions are small modules (so their parameters and device follow the 
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import ClassVar
 
@@ -243,7 +244,7 @@ class Flow(GenerativeModel):
         return self.transform.output_shape(self.event_shape)
 
     def _dtype(self) -> torch.dtype:
-        for t in (*self.parameters(), *self.buffers()):
+        for t in itertools.chain(self.parameters(), self.buffers()):  # lazily: runs on every batch
             if t.is_floating_point():
                 return t.dtype
         return torch.get_default_dtype()
