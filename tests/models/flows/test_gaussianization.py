@@ -108,7 +108,7 @@ def test_householder_rotation_is_orthogonal_and_volume_preserving():
     t = HouseholderRotation(4, seed=3).double()
     q = t.matrix()
     torch.testing.assert_close(q @ q.T, torch.eye(4, dtype=torch.float64))
-    for n in (3, 10):  # both code paths: reflect the batch, or build Q
+    for n in (3, 10):
         x = torch.randn(n, 4, dtype=torch.float64)
         z, log_det = t(x)
         torch.testing.assert_close(z, x @ q.T)
@@ -117,6 +117,30 @@ def test_householder_rotation_is_orthogonal_and_volume_preserving():
     assert len(HouseholderRotation(5, num_reflections=2).vectors) == 2
     with pytest.raises(DataError, match="rotation of 4"):
         t(torch.zeros(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("D,K", [(1, 1), (5, 2), (6, 6), (8, 13)])
+def test_householder_product_in_one_piece_equals_the_reflections_one_by_one(D, K):
+    """The UT transform (I − U T⁻¹ Uᵀ) against H(v_1) ⋯ H(v_K) multiplied out, fresh vectors each run;
+    one vector set to zero (it must reflect nothing) and one repeated (H(v) H(v) = I)."""
+    t = HouseholderRotation(D, num_reflections=K).double()
+    with torch.no_grad():
+        t.vectors.copy_(torch.randn(K, D, dtype=torch.float64) * torch.rand(K, 1, dtype=torch.float64) * 3)
+        if K > 1:
+            t.vectors[1] = 0
+        if K > 3:
+            t.vectors[3] = t.vectors[2]
+    q = torch.eye(D, dtype=torch.float64)
+    for v in t.vectors.detach():
+        if v.norm() > 0:
+            q = q @ (torch.eye(D, dtype=torch.float64) - 2 * torch.outer(v, v) / v.dot(v))
+    torch.testing.assert_close(t.matrix(), q, rtol=0, atol=1e-12)
+    x = torch.randn(7, D, dtype=torch.float64)
+    torch.testing.assert_close(t(x)[0], x @ q.T, rtol=0, atol=1e-12)
+    torch.testing.assert_close(t.inverse(x), x @ q, rtol=0, atol=1e-12)
+    # Gradients reach every vector (a zero vector's gradient is zero: H(v) is flat in |v| there).
+    t(x)[0].square().mul(torch.randn(7, D, dtype=torch.float64)).sum().backward()
+    assert torch.isfinite(t.vectors.grad).all()
 
 
 # ------------------------------------------------------------------------------ the model
