@@ -387,7 +387,7 @@ class Trainer:
             t = self.state.step
             decay = min(self.options.ema_decay, (1 + t) / (10 + t))
             with torch.no_grad():
-                torch._foreach_lerp_(self.ema, self._trained_parameters(), 1 - decay)
+                torch._foreach_lerp_(self.ema, self._params, 1 - decay)
         return {
             "train_loss": loss.item(),
             "grad_norm": float(grad_norm),
