@@ -250,9 +250,11 @@ class Trainer:
         self.model.to(self.device)
         self.shuffle_gen = torch.Generator().manual_seed(opts.seed)
         self.data_gen = torch.Generator().manual_seed(opts.seed + 1)
-        # The trained tensors, listed once: walking the module tree on every step (for the gradient
-        # norm) cost 5-10 % of a small flow's step.
-        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        # The trained tensors and their names (the EMA's keys in a checkpoint), listed once: walking the
+        # module tree on every step (for the gradient norm) cost 5-10 % of a small flow's step.
+        trained = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self._ema_names = [n for n, _ in trained]
+        self._params = [p for _, p in trained]
         self.optimizer = (
             make_optimizer(opts, self.model.parameters())
             if self._params and self.method == "gradient"
@@ -260,9 +262,8 @@ class Trainer:
         )
         self._epoch_start_shuffle = self.shuffle_gen.get_state()
         # The average starts at the initial weights; a resumed run replaces it with the saved one.
-        self._ema_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         self.ema = (
-            [p.detach().clone() for p in self._trained_parameters()]
+            [p.detach().clone() for p in self._params]
             if opts.ema_decay is not None and self.optimizer is not None
             else None
         )
@@ -394,10 +395,6 @@ class Trainer:
             **{k: float(v) for k, v in extra.items()},
         }
 
-    def _trained_parameters(self) -> list[torch.Tensor]:
-        params = dict(self.model.named_parameters())
-        return [params[n] for n in self._ema_names]
-
     @contextlib.contextmanager
     def _averaged_weights(self):
         """Inside: the model holds the Polyak-averaged weights (when ``ema_decay`` is set); after: the raw
@@ -405,7 +402,7 @@ class Trainer:
         if self.ema is None:
             yield
             return
-        params = self._trained_parameters()
+        params = self._params
         raw = [p.detach().clone() for p in params]
         with torch.no_grad():
             torch._foreach_copy_(params, self.ema)
@@ -560,7 +557,7 @@ class Trainer:
         if self.ema is not None:
             # A run started without averaging starts its average here, at the resumed weights.
             with torch.no_grad():
-                for n, e, p in zip(self._ema_names, self.ema, self._trained_parameters(), strict=True):
+                for n, e, p in zip(self._ema_names, self.ema, self._params, strict=True):
                     e.copy_(tensors.get(f"ema.{n}", p.detach()))
         if meta.get("method", self.method) != self.method:
             raise CheckpointError(f"cannot resume {self.out}: it was trained with method {meta['method']!r}")
