@@ -89,6 +89,37 @@ def test_marginal_layer_is_finite_and_invertible_far_in_the_tails(dtype):
     torch.testing.assert_close(t(x_far)[0], far, atol=0, rtol=10 * tol)
 
 
+def _logs_from_logs(t, x):
+    """The reference: (log F, log(1 − F), log f) as log-sum-exps of log σ(±u) over the kernels."""
+    log_h = t.log_bandwidth.clamp(min=math.log(t.min_bandwidth))
+    u = (x[:, :, None] - t.loc) * torch.exp(-log_h)
+    log_s, log_t = torch.nn.functional.logsigmoid(u), torch.nn.functional.logsigmoid(-u)
+    terms = torch.stack([log_s, log_t, log_s + log_t - log_h])
+    return torch.logsumexp(terms, -1) - math.log(t.num_kernels)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_probability_space_sums_equal_the_log_space_reference_with_their_gradients(dtype):
+    t = kde(dtype)
+    # Values near the anchors, in the tails, and beyond every kernel by 1e2–1e4 bandwidths (the logs'
+    # fallback), mixed in one batch so that both paths meet in one tensor.
+    scale = torch.tensor([1.0, 5.0, 30.0, 300.0, 3e3], dtype=dtype)[torch.randint(5, (40, 3))]
+    x = (torch.randn(40, 3, dtype=dtype) * scale).requires_grad_()
+    got = torch.stack(t._logs(x))
+    want = _logs_from_logs(t, x)
+    assert torch.isfinite(got).all()
+    eps = torch.finfo(dtype).eps
+    # Each log is of a sum of K positive terms: a few eps, relative to 1 + |log| (softplus, which turns into
+    # the identity beyond 20, would be 2e-9 off here in float64).
+    assert ((got - want).abs() <= 10 * eps * (1 + want.abs())).all(), (got - want).abs().max()
+    w = torch.randn_like(got)
+    grads = torch.autograd.grad((got * w).sum(), [x, t.loc, t.log_bandwidth])
+    grads_ref = torch.autograd.grad((want * w).sum(), [x, t.loc, t.log_bandwidth])
+    for g, r in zip(grads, grads_ref, strict=True):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, r, atol=1e3 * eps, rtol=1e3 * eps)
+
+
 def test_initialize_puts_anchors_at_quantiles_and_gaussianizes_the_marginals():
     t = KernelGaussianization(2, num_kernels=40).double()
     g = torch.Generator().manual_seed(0)

@@ -12,9 +12,11 @@ trained by maximum likelihood, and :meth:`KernelGaussianization.initialize` star
 ``K`` quantiles of each marginal, bandwidths from the spacing of neighbouring anchors, so that ``F_d`` starts
 as a smoothed empirical CDF. Per value ``log|dz/dx| = log f_d(x) − log φ(z)``.
 
-Numerics. Everything is computed from logs: ``log F`` and ``log(1 − F)`` as log-sum-exps of
-``−softplus(∓u)``, accurate however far in the tails; ``z`` is ``Φ⁻¹`` of whichever of ``F`` and ``1 − F`` is
-smaller, from its log (:func:`normal_icdf_from_log`), so ``|x|`` up to 1e4 (and beyond) gives finite values.
+Numerics. ``F``, ``1 − F`` and ``f`` are sums of positive terms, summed in probability space and then
+logged; where one falls below the dtype's normal range it is recomputed as a log-sum-exp of
+``log σ(±u)``, so ``log F`` and ``log(1 − F)`` are accurate however far in the tails; ``z`` is ``Φ⁻¹``
+of whichever of ``F`` and ``1 − F`` is smaller, from its log (:func:`normal_icdf_from_log`), so ``|x|`` up
+to 1e4 (and beyond) gives finite values.
 The inverse (sampling) solves ``log F(x) = log Φ(z)`` (or the same for the upper tail) per value inside the
 bracket ``[min_k x_k, max_k x_k]``, ``x_k`` being where kernel k alone reaches the target (the mixture's CDF
 lies between its kernels'), by bisection accelerated with Newton steps that are taken only when they stay
@@ -157,15 +159,30 @@ class KernelGaussianization(Transform):
             raise DataError(f"kernel Gaussianization of {self.num_features} features got {tuple(x.shape)}")
 
     def _logs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(log F, log(1 − F), log f)`` per value, each ``(N, D)``."""
+        """``(log F, log(1 − F), log f)`` per value, each ``(N, D)``.
+
+        The three are sums of positive terms (σ(u), σ(−u) and σ(u)σ(−u)/h over the kernels), so summing in
+        probability space loses no relative precision, and costs a third of log-sum-exps over the kernels.
+        Only where a sum falls below the dtype's normal range (a value beyond every kernel by ~85
+        bandwidths in float32) is that value recomputed from logs, ``log σ(±u)`` (the module docstring).
+        """
         log_h = self.log_bandwidth.clamp(min=math.log(self.min_bandwidth))
-        u = (x[:, :, None] - self.loc) * torch.exp(-log_h)
+        inv_h = torch.exp(-log_h)
+        u = (x[:, :, None] - self.loc) * inv_h
+        s, t = torch.sigmoid(u), torch.sigmoid(-u)  # σ(−u) itself, not 1 − σ(u): accurate in the upper tail
+        sums = torch.stack([s.sum(-1), t.sum(-1), (s * t * inv_h).sum(-1)])
         log_k = math.log(self.num_kernels)
-        below = F.softplus(-u)  # −log σ(u)
-        above = below + u  # −log σ(−u) = softplus(u)
-        # One log-sum-exp over the kernels for all three (a third of the per-call overhead on small batches).
-        terms = torch.stack([-below, -above, -below - above - log_h])
-        log_cdf, log_sf, log_pdf = torch.logsumexp(terms, -1) - log_k
+        # Clamped before the log so that replaced entries below pass a zero (not NaN) gradient.
+        floor = torch.finfo(sums.dtype).tiny * 2.0**30
+        logs = sums.clamp_min(floor).log() - log_k
+        far = (sums < floor).any(0)
+        if bool(far.any()):
+            n, d = far.nonzero(as_tuple=True)
+            # log σ(±u) as logsigmoid, exact for any u (softplus switches to the identity beyond 20).
+            log_s, log_t = F.logsigmoid(u[n, d]), F.logsigmoid(-u[n, d])  # (M, K)
+            exact = torch.logsumexp(torch.stack([log_s, log_t, log_s + log_t - log_h[d]]), -1) - log_k
+            logs = logs.index_put((torch.arange(3, device=x.device)[:, None], n, d), exact)
+        log_cdf, log_sf, log_pdf = logs
         return log_cdf, log_sf, log_pdf
 
     def _gaussianize(self, x: Tensor) -> tuple[Tensor, Tensor]:
