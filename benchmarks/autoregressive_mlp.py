@@ -160,6 +160,16 @@ MODELS = {
         "88.40 (Germain et al. 2015, 1 mask)",
         88.4,
     ),
+    # The width of the paper's released MNIST command ([8000, 8000]), with one layer: the 500-unit rows
+    # underfit (training loss above the paper's test figure); this one fits the training set far better and
+    # overfits instead (see the text under the table).
+    "made-1x8000": (
+        "made",
+        {**MADE_1X500, "hidden_sizes": [8000]},
+        {"lr": 1e-3, "lr_schedule": "exponential", "lr_gamma": 0.985, "patience": 30},
+        "88.04 (Germain et al. 2015)",
+        88.0,
+    ),
     "made-2x500": (
         "made",
         {
@@ -501,7 +511,14 @@ def report(rows: list[dict], speed: dict | None, scaling: list, partial: bool = 
             "60): it overfits where the 32-mask model underfits, and neither reaches the paper's figures "
             "with Adam here. The paper's optimizer does not close the gap either: Adagrad (lr 0.01, untuned; "
             "the made-1x500-adagrad row) reaches 94.62 in the same 35 minutes, against Adam's 93.17 "
-            "(orthogonal initialisation, the paper's other choice, not tried).",
+            "(orthogonal initialisation, the paper's other choice, not tried). The width of the paper's "
+            "command with one layer (the made-1x8000 row, 12.5M parameters, 77 s per epoch on one thread) "
+            "removes the underfitting: its training loss passes the paper's 88.04 at epoch 15 and reaches "
+            "81.8 by epoch 53, but validation (1,000 images, 32-mask ensemble) bottoms out at 91.37 at "
+            "epoch 25 and rises to 92.0 while the training loss keeps falling; the best-validation "
+            "weights score 90.13 on test, 3 nats better than 1×500 and 2.1 short of the target. What "
+            "separates it from the paper is then regularisation, not capacity or time: the paper trains "
+            "with Adagrad and its own initialisation, which this row does not reproduce.",
             "",
         ]
     body += [
