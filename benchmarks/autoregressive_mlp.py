@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import statistics
 import time
 from pathlib import Path
 
@@ -43,6 +42,7 @@ import torch
 
 import dgm
 from benchmarks.common import (
+    epoch_seconds,
     peak_rates,
     save_row,
     step_flops,
@@ -243,12 +243,8 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
         **train_opts,
     )
     wall = time.perf_counter() - t0
-    # Time per epoch of training steps (validation excluded), from the steps each logged epoch ran, so
-    # that an epoch cut short by the budget still gives the rate.
     steps_per_epoch = math.ceil(len(train) / 100)
-    previous = [0] + [r["step"] for r in res.history[:-1]]
-    rates = [r["epoch_time_s"] / (r["step"] - s0) for r, s0 in zip(res.history, previous) if r["step"] > s0]
-    epoch_s = statistics.median(rates) * steps_per_epoch
+    epoch_s = epoch_seconds(res.history, steps_per_epoch)
     epochs_run = res.history[-1]["step"] / steps_per_epoch
     hit = not res.stopped_early and res.history[-1]["epoch"] < train_opts["epochs"]
     why = "early stop" if res.stopped_early else ("wall budget" if hit else "epoch limit")

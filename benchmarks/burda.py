@@ -33,14 +33,22 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
 import dgm
-from benchmarks.common import RUNS, fresh_run_dir, peak_rates, step_flops, table, test_subset, update_results
+from benchmarks.common import (
+    RUNS,
+    epoch_seconds,
+    fresh_run_dir,
+    peak_rates,
+    step_flops,
+    table,
+    test_subset,
+    update_results,
+)
 from benchmarks.latent import bound
 from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
@@ -99,9 +107,7 @@ def run(label: str, args, train, valid, test) -> dict:
         wall = time.perf_counter() - t0
         history, steps, best_valid = res.history, res.steps, res.best_valid_nll
     steps_per_epoch = math.ceil(len(train) / BATCH)
-    previous = [0] + [h["step"] for h in history[:-1]]
-    rates = [h["epoch_time_s"] / (h["step"] - p) for h, p in zip(history, previous) if h["step"] > p]
-    epoch_s = statistics.median(rates) * steps_per_epoch
+    epoch_s = epoch_seconds(history, steps_per_epoch)
     model.eval()
     t1 = time.perf_counter()
     nll = -bound(model, test_subset(test, args.test_examples), args.k, batch=10)

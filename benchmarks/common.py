@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import sys
 import time
 from datetime import date
@@ -103,6 +104,16 @@ def save_row(store: Path, name: str, row: dict) -> None:
 def stored_rows(store: Path, names) -> list[dict]:
     """The kept rows of ``names`` that exist, in that order."""
     return [ckpt.read_json(store / f"{n}.json") for n in names if (store / f"{n}.json").exists()]
+
+
+def epoch_seconds(history: list[dict], steps_per_epoch: int) -> float:
+    """Median time per epoch of training steps (validation excluded) from a training history: each logged
+    epoch's time over the steps it ran, so that an epoch cut short by a wall budget still gives the rate."""
+    previous = [0] + [h["step"] for h in history[:-1]]
+    rates = [
+        h["epoch_time_s"] / (h["step"] - p) for h, p in zip(history, previous, strict=True) if h["step"] > p
+    ]
+    return statistics.median(rates) * steps_per_epoch
 
 
 def update_results(section: str, body: str) -> None:

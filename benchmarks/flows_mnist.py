@@ -36,14 +36,22 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
 import dgm
-from benchmarks.common import _command, peak_rates, save_row, step_flops, stored_rows, table, update_results
+from benchmarks.common import (
+    _command,
+    epoch_seconds,
+    peak_rates,
+    save_row,
+    step_flops,
+    stored_rows,
+    table,
+    update_results,
+)
 from dgm.core.checkpoint import load as load_run
 from dgm.core.checkpoint import read_json, save_model, write_json
 from dgm.training import seed_everything
@@ -125,9 +133,7 @@ def run_model(label: str, args, train, valid, test) -> dict:
     )
     wall = time.perf_counter() - t0
     steps_per_epoch = math.ceil(len(train) / batch_size)
-    previous = [0] + [r["step"] for r in res.history[:-1]]
-    rates = [r["epoch_time_s"] / (r["step"] - s0) for r, s0 in zip(res.history, previous) if r["step"] > s0]
-    epoch_s = statistics.median(rates) * steps_per_epoch
+    epoch_s = epoch_seconds(res.history, steps_per_epoch)
     epochs_run = res.history[-1]["step"] / steps_per_epoch
     why = (
         "early stop" if res.stopped_early else ("epoch limit" if epochs_run >= args.epochs else "wall budget")
