@@ -24,8 +24,11 @@ from dgm.core import checkpoint as ckpt
 from dgm.training import seed_everything
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-# Trained benchmark models (checkpoints, finished rows); runs/ is not versioned.
+# Trained benchmark models (checkpoints); runs/ is not versioned.
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"
+# Finished table rows (JSON), versioned beside RESULTS.md: a section drawn from rows measured in separate
+# invocations is redrawn from all of them, so running one model on a fresh checkout keeps every other row.
+ROWS = Path(__file__).with_name("rows")
 
 
 def machine() -> str:
@@ -96,7 +99,7 @@ def _command() -> str:
 
 def save_row(store: Path, name: str, row: dict) -> None:
     """Keep one finished row (its ``_``-prefixed entries dropped) with the command that produced it, so
-    that rows measured in separate invocations make one table (``runs/`` is not versioned)."""
+    that rows measured in separate invocations make one table (``store``: a folder under ``ROWS``)."""
     kept = {k: v for k, v in row.items() if not k.startswith("_")}
     ckpt.write_json(store / f"{name}.json", {**kept, "command": kept.get("command", _command())})
 

@@ -10,9 +10,9 @@
 Data: `mnist-dequantized` — the 0..255 grey levels plus u ~ U[0, 1) redrawn every training batch, rescaled
 by 1/256; valid and test dequantised once with fixed seeds. Bits/dim are on the integer scale x + u of the
 tables (`dgm.evaluate` adds 784·log 256 nats, design.md §4), on all 10,000 test images. Each finished
-model's row and weights are kept under ``runs/benchmarks/flows_mnist/``, so models run in separate
-invocations make one table; every row states its wall budget, epochs, time per epoch and share of this
-machine's matmul peak.
+model's row is kept under ``benchmarks/rows/flows_mnist/`` (versioned) and its weights under
+``runs/benchmarks/flows_mnist/``, so models run in separate invocations make one table; every row states its
+wall budget, epochs, time per epoch and share of this machine's matmul peak.
 
 Settings, from the papers (Adam everywhere, best validation weights kept):
 - NICE (Dinh et al. 2014, §5.1): 4 additive couplings, 5 ReLU layers of 1000 units each, a final diagonal
@@ -43,6 +43,8 @@ import torch
 
 import dgm
 from benchmarks.common import (
+    ROWS,
+    RUNS,
     _command,
     epoch_seconds,
     peak_rates,
@@ -58,7 +60,8 @@ from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
 
 FIGURES = Path(__file__).with_name("figures")
-STORE = Path(__file__).resolve().parents[1] / "runs" / "benchmarks" / "flows_mnist"
+STORE = RUNS / "flows_mnist"  # trained weights (not versioned)
+ROW_STORE = ROWS / "flows_mnist"  # finished rows (versioned)
 SECTION = "flows-mnist"
 
 NICE = {"num_layers": 4, "hidden_sizes": [1000] * 5, "base": "logistic"}  # the paper's MNIST network
@@ -186,9 +189,9 @@ def resample(labels) -> None:
     """Re-time sampling from each row's stored weights (after a change to a sampler), keeping the rest of
     the row; the row then also names the command that re-timed it."""
     for label in labels:
-        row_path = STORE / f"{label}.json"
+        row_path = ROW_STORE / f"{label}.json"
         if not row_path.exists() or not (STORE / label).is_dir():
-            raise SystemExit(f"{label}: no stored row and weights under {STORE} to re-time")
+            raise SystemExit(f"{label}: no stored row under {ROW_STORE} and weights under {STORE} to re-time")
         model = load_run(STORE / label)
         model.eval()
         sample_s = time_sampling(model, label, FIGURES)
@@ -265,7 +268,7 @@ def main():
     )
     args = p.parse_args()
     if args.report:
-        update_results(SECTION, report(stored_rows(STORE, MODELS)))
+        update_results(SECTION, report(stored_rows(ROW_STORE, MODELS)))
         return
     labels = args.models.split(",")
     unknown = [m for m in labels if m not in MODELS]
@@ -275,7 +278,7 @@ def main():
         torch.set_num_threads(args.threads)
     if args.resample:
         resample(labels)
-        update_results(SECTION, report(stored_rows(STORE, MODELS)))
+        update_results(SECTION, report(stored_rows(ROW_STORE, MODELS)))
         return
     if args.smoke:
         args.max_minutes = min(args.max_minutes, 0.3)
@@ -289,8 +292,8 @@ def main():
         print(row, flush=True)
         rows.append(row)
         if not args.smoke:
-            save_row(STORE, label, row)
-            update_results(SECTION, report(stored_rows(STORE, MODELS)))
+            save_row(ROW_STORE, label, row)
+            update_results(SECTION, report(stored_rows(ROW_STORE, MODELS)))
     print(table(rows, COLUMNS))
 
 

@@ -4,8 +4,8 @@
     DGM_DATA_DIR=../shared/data python -m benchmarks.sequence --models transformer-ar --max-minutes 14
     python -m benchmarks.sequence --report                      (redraw RESULTS.md from stored rows)
 
-Each finished model's row is kept under ``runs/benchmarks/sequence/`` with its command, and the RESULTS.md
-section is redrawn from all of them, so models may run in separate invocations.
+Each finished model's row is kept under ``benchmarks/rows/sequence/`` (versioned) with its command, and the
+RESULTS.md section is redrawn from all of them, so models may run in separate invocations.
 
 Each model trains through `dgm.train` (Adam, batch 32 sequences of 256 characters, validation every
 epoch) until its wall-clock budget is spent, then reports the exact test NLL in nats per character and
@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import save_row, stored_rows, table, update_results
+from benchmarks.common import ROWS, save_row, stored_rows, table, update_results
 from dgm.data.sources import decode
 
 FIGURES = Path(__file__).with_name("figures")
-STORE = Path(__file__).resolve().parents[1] / "runs" / "benchmarks" / "sequence"
+STORE = ROWS / "sequence"
 
 CONFIGS = {
     "rnn": {"cell": "lstm", "hidden_size": 512, "num_layers": 1, "embedding_dim": 64},
