@@ -198,3 +198,21 @@ def test_generate_matches_the_full_network(hidden):
                 assert torch.equal(out[i, 0, kept], given[i, 0, kept])
                 expect[kept] = given[i, 0, kept]
             assert torch.allclose(out[i, 0], expect, atol=1e-12)
+
+
+def test_orthogonal_init_is_orthogonal_seeded_and_still_autoregressive():
+    D, seed = 7, int(torch.randint(1000, ()))
+    options = dict(num_masks=3, order_agnostic=True, connectivity_agnostic=True, direct_connection=True)
+    net = MaskedMLP(D, [30, 5], init="orthogonal", seed=seed, **options).double()
+    for layer in [*net.layers, net.direct]:
+        w = layer.weight  # (out, in): orthonormal rows when out <= in, else orthonormal columns
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        assert torch.allclose(gram, torch.eye(len(gram), dtype=w.dtype), atol=1e-6)
+    assert all(torch.all(layer.bias == 0) for layer in net.layers)
+    again = MaskedMLP(D, [30, 5], init="orthogonal", seed=seed, **options).double()
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), again.parameters(), strict=True))
+    x = torch.randn(D, dtype=torch.float64)
+    for m in range(3):
+        assert_autoregressive(mlp_jacobian(net, x, None, mask_index=m), net.orderings[m])
+    with pytest.raises(ConfigError, match="init"):
+        MaskedMLP(D, [30], init="xavier")

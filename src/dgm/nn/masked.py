@@ -196,6 +196,9 @@ class MaskedMLP(nn.Module):
             layers'. Germain et al.'s MNIST results use it (their code's ``direct_input_connect="Output"``);
             with connectivity-agnostic masks it carries the conditionals while the hidden units, whose
             input sets change from mask to mask, learn the rest.
+        init: ``"default"`` (PyTorch's uniform fan-in initialisation) or ``"orthogonal"``: every weight
+            matrix (before masking) a random orthogonal one (Saxe et al. 2014), biases zero, as Germain
+            et al.'s code (``weights_initialization="Orthogonal"``).
         seed: seeds the orderings and degrees, so a config rebuilds the same masks.
     """
 
@@ -215,9 +218,12 @@ class MaskedMLP(nn.Module):
         activation: str = "relu",
         condition_on_mask: bool = False,
         direct_connection: bool = False,
+        init: str = "default",
         seed: int = 0,
     ):
         super().__init__()
+        if init not in ("default", "orthogonal"):
+            raise ConfigError(f"unknown init {init!r}; use 'default' or 'orthogonal'")
         hidden_sizes = [int(h) for h in hidden_sizes]
         if num_dims < 1 or any(h < 1 for h in hidden_sizes):
             raise ConfigError(f"num_dims and hidden sizes must be positive, got {num_dims}, {hidden_sizes}")
@@ -269,6 +275,12 @@ class MaskedMLP(nn.Module):
         if context_size:
             self.context_hidden = nn.Linear(context_size, sizes[1], bias=False) if hidden_sizes else None
             self.context_output = nn.Linear(context_size, sizes[-1], bias=False)
+        if init == "orthogonal":
+            # Drawn from the seeded generator, so the config alone fixes the starting weights as well.
+            for layer in [*self.layers, *([self.direct] if self.direct is not None else [])]:
+                nn.init.orthogonal_(layer.weight, generator=g)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
         # Zero at the start: the network begins as the unconditioned one.
         self.mask_weights = (
             nn.ParameterList(nn.Parameter(torch.zeros(b, a)) for a, b in itertools.pairwise(sizes[:-1]))

@@ -55,6 +55,7 @@ class MADE(GenerativeModel):
             inputs the current mask keeps (§4.3; meant for connectivity-agnostic training).
         direct_connection: a masked linear map from the inputs straight to the outputs beside the hidden
             layers, as in Germain et al.'s MNIST experiments (see :class:`dgm.nn.masked.MaskedMLP`).
+        init: ``"default"`` or ``"orthogonal"`` weights (see :class:`dgm.nn.masked.MaskedMLP`).
         train_orderings: ``"masks"`` trains on the ``num_masks`` masks' own orderings; ``"random"`` draws a
             fresh uniformly random ordering at every training step (with mask m's hidden degrees), the
             order-agnostic training of Uria, Murray & Larochelle (2014), so that the conditionals of
@@ -78,6 +79,7 @@ class MADE(GenerativeModel):
         activation: str = "relu",
         condition_on_mask: bool = False,
         direct_connection: bool = False,
+        init: str = "default",
         train_orderings: str = "masks",
         num_classes: int | None = None,
         seed: int = 0,
@@ -110,6 +112,7 @@ class MADE(GenerativeModel):
             activation=activation,
             condition_on_mask=condition_on_mask,
             direct_connection=direct_connection,
+            init=init,
             seed=seed,
         )
         # Position in the training cycle of masks; a buffer so that a resumed run continues the cycle.
