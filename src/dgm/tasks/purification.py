@@ -43,6 +43,7 @@ from torch.distributions import Categorical
 
 from dgm.core.distributions import sample as draw
 from dgm.core.errors import CheckpointError, ConfigError, DataError
+from dgm.training import optim
 
 ATTACKS = ("fgsm", "pgd")
 CLASSIFIER_CONFIG = "classifier.json"
@@ -224,7 +225,7 @@ def train_classifier(
     dev = _device(model)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+    opt = optim.make("adam", model.parameters(), lr)
     start, steps, loss_value, done = time.perf_counter(), 0, float("nan"), 0
     bar = None
     if progress:

@@ -46,6 +46,7 @@ from torch import Tensor
 from dgm.core.errors import ConfigError
 from dgm.core.model import GenerativeModel
 from dgm.models.flows.transforms import Logit
+from dgm.training import optim
 
 
 @dataclass
@@ -312,8 +313,8 @@ def imitate(
 
 
 def _adam(student: GenerativeModel, lr: float) -> torch.optim.Adam:
-    """Adam over the student's trainable parameters (multi-tensor updates, as the trainer's)."""
-    return torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr, foreach=True)
+    """Adam over the student's trainable parameters (fused updates where torch has them, as the trainer's)."""
+    return optim.make("adam", [p for p in student.parameters() if p.requires_grad], lr)
 
 
 def _step(optimizer: torch.optim.Optimizer, loss: Tensor, student: GenerativeModel, grad_clip) -> None:

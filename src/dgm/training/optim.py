@@ -1,0 +1,35 @@
+"""Optimizers with the fastest parameter update torch has for the parameters' device.
+
+On CPU, torch's default Adam loops over parameters one tensor at a time; ``foreach`` batches them, and
+``fused`` does the whole update in one kernel per tensor: for MADE 1×8000's 12.5M parameters one Adam
+step took 91 ms with ``foreach`` and 15 ms fused on one thread (Adagrad 39 → 12 ms, SGD with momentum
+17 → 10 ms), a sizeable share of a 150 ms training step. The fused kernels compute the same update (to
+float rounding: 5e-7 apart after 13 steps).
+"""
+
+from __future__ import annotations
+
+import torch
+
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def update_kind(parameters: list[torch.Tensor]) -> dict:
+    """``{"fused": True}`` where torch has a fused kernel for every parameter, else ``{"foreach": True}``."""
+    fused = bool(parameters) and all(
+        p.is_floating_point() and p.device.type in FUSED_DEVICES and not p.is_sparse for p in parameters
+    )
+    return {"fused": True} if fused else {"foreach": True}
+
+
+def make(name: str, parameters, lr: float, weight_decay: float = 0.0, momentum: float = 0.0):
+    """``"adam"``, ``"sgd"`` or ``"adagrad"`` over ``parameters`` with the fastest update kind."""
+    params = list(parameters)
+    kind = update_kind(params)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kind)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay, **kind)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **kind)
+    raise ValueError(f"unknown optimizer {name!r}")
