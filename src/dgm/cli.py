@@ -174,8 +174,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=100)
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--weight-decay", type=float, default=0.0)
-    s.add_argument("--optimizer", choices=["adam", "sgd", "adagrad"], default="adam")
-    s.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    s.add_argument("--optimizer", choices=["adam", "sgd", "adagrad", "rmsprop"], default="adam")
+    s.add_argument("--momentum", type=float, default=0.0, help="SGD or RMSProp momentum")
+    s.add_argument("--rms-decay", type=float, default=0.99, help="RMSProp's decay of the squared gradients")
+    s.add_argument("--eps", type=float, default=1e-8, help="Adam's and RMSProp's epsilon")
     s.add_argument("--grad-clip", type=float, default=100.0, help="max gradient norm (0 disables)")
     s.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 disables)")
     s.add_argument("--seed", type=int, default=0)
@@ -202,7 +204,7 @@ def _parser() -> argparse.ArgumentParser:
         "--lr-schedule",
         choices=["constant", "cosine", "exponential"],
         default="constant",
-        help="cosine: anneal to --lr-min over the run; exponential: times --lr-gamma every epoch",
+        help="cosine: anneal to --lr-min over the run; exponential: ×--lr-gamma per epoch, floor --lr-min",
     )
     s.add_argument("--lr-min", type=float, default=0.0)
     s.add_argument("--lr-gamma", type=float, default=1.0)
@@ -656,6 +658,8 @@ def cmd_train(args, extra: list[str]) -> None:
         weight_decay=args.weight_decay,
         optimizer=args.optimizer,
         momentum=args.momentum,
+        rms_decay=args.rms_decay,
+        eps=args.eps,
         grad_clip=args.grad_clip or None,
         patience=args.patience or None,
         seed=args.seed,

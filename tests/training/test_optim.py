@@ -12,6 +12,7 @@ CLASSES = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torc
 def test_update_kind():
     assert optim.update_kind([torch.zeros(3, requires_grad=True)]) == {"fused": True}
     assert optim.update_kind([]) == {"foreach": True}
+    assert optim.update_kind([torch.zeros(3, requires_grad=True)], "rmsprop") == {"foreach": True}
     with pytest.raises(ValueError, match="unknown optimizer"):
         optim.make("lbfgs", [torch.zeros(3, requires_grad=True)], 0.1)
 
@@ -49,3 +50,19 @@ def test_trainer_steps_with_fused_updates_on_cpu():
     res = dgm.train(model, x, epochs=1, batch_size=32, progress=False, callbacks=[seen.append])
     assert res.steps == 2
     assert seen and seen[0].optimizer.defaults["fused"] is True
+
+
+def test_rmsprop_with_momentum_and_a_floor_on_the_root():
+    """RMSProp's ε added to the root mean square: gradients far below ε take SGD-like steps of lr·g/ε."""
+    p = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    opt = optim.make("rmsprop", [p], 0.1, momentum=0.5, rms_decay=0.95, eps=1e-2)
+    g = torch.tensor([1e-6, -1e-6, 10.0, -10.0], dtype=torch.float64)
+    p.grad = g.clone()
+    opt.step()
+    rms = (0.05 * g**2).sqrt()
+    torch.testing.assert_close(p.detach(), -0.1 * g / (rms + 1e-2))
+    assert p[0].item() == pytest.approx(-0.1 * 1e-6 / 1e-2, rel=1e-3)  # small gradient: plain step, lr/ε
+    assert abs(p[2].item()) == pytest.approx(0.1 / 0.05**0.5, rel=1e-2)  # large one: normalised
+    before = p.detach().clone()
+    opt.step()  # same gradient again: the momentum buffer adds half of the first step
+    assert ((p.detach() - before).abs() > 0.5 * before.abs()).all()

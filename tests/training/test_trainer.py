@@ -45,15 +45,16 @@ def test_same_seed_same_parameters():
 
 
 @pytest.mark.parametrize("stop_at_step", [3, 10, 19])  # mid-epoch, another mid-epoch, at an epoch's end
-@pytest.mark.parametrize("schedule", ["constant", "cosine", "ema", "sgd", "adagrad"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "ema", "sgd", "adagrad", "rmsprop"])
 def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, stop_at_step, schedule):
     OPTS = {
         **globals()["OPTS"],
         "lr_schedule": "cosine" if schedule == "cosine" else "constant",
         "warmup_steps": 4 if schedule == "cosine" else 0,
         "ema_decay": 0.9 if schedule == "ema" else None,
-        "optimizer": schedule if schedule in ("sgd", "adagrad") else "adam",
-        "momentum": 0.9 if schedule == "sgd" else 0.0,
+        "optimizer": schedule if schedule in ("sgd", "adagrad", "rmsprop") else "adam",
+        "momentum": {"sgd": 0.9, "rmsprop": 0.5}.get(schedule, 0.0),
+        **({"rms_decay": 0.95, "eps": 1e-2} if schedule == "rmsprop" else {}),
     }
     reference = fresh_model()
     dgm.train(reference, dynamic_data(), dynamic_data(200, seed=1), out=tmp_path / "ref", **OPTS)
@@ -263,9 +264,18 @@ def test_learning_rate_schedules():
     )
     exp = TrainOptions(lr=1.0, lr_schedule="exponential", lr_gamma=0.5)
     assert [learning_rate(exp, t, 3) for t in (0, 2, 3, 7)] == [1.0, 1.0, 0.5, 0.25]
+    floor = TrainOptions(lr=1.0, lr_schedule="exponential", lr_gamma=0.5, lr_min=0.3)
+    assert [learning_rate(floor, t, 3) for t in (0, 3, 6, 30)] == [1.0, 0.5, 0.3, 0.3]
     warm = TrainOptions(lr=1.0, warmup_steps=4)
     assert [learning_rate(warm, t, 10) for t in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
-    for bad in ({"lr_schedule": "linear"}, {"lr_min": 2.0}, {"lr_gamma": 0.0}, {"max_minutes": -1.0}):
+    for bad in (
+        {"lr_schedule": "linear"},
+        {"lr_min": 2.0},
+        {"lr_gamma": 0.0},
+        {"max_minutes": -1.0},
+        {"rms_decay": 1.0},
+        {"eps": 0.0},
+    ):
         with pytest.raises(dgm.ConfigError, match=next(iter(bad))):
             TrainOptions(**bad)
 

@@ -12,24 +12,44 @@ from __future__ import annotations
 import torch
 
 FUSED_DEVICES = ("cpu", "cuda")
+FUSED = ("adam", "sgd", "adagrad")  # the optimizers torch has fused kernels for
 
 
-def update_kind(parameters: list[torch.Tensor]) -> dict:
+def update_kind(parameters: list[torch.Tensor], name: str = "adam") -> dict:
     """``{"fused": True}`` where torch has a fused kernel for every parameter, else ``{"foreach": True}``."""
-    fused = bool(parameters) and all(
-        p.is_floating_point() and p.device.type in FUSED_DEVICES and not p.is_sparse for p in parameters
+    fused = (
+        name in FUSED
+        and bool(parameters)
+        and all(
+            p.is_floating_point() and p.device.type in FUSED_DEVICES and not p.is_sparse for p in parameters
+        )
     )
     return {"fused": True} if fused else {"foreach": True}
 
 
-def make(name: str, parameters, lr: float, weight_decay: float = 0.0, momentum: float = 0.0):
-    """``"adam"``, ``"sgd"`` or ``"adagrad"`` over ``parameters`` with the fastest update kind."""
+def make(
+    name: str,
+    parameters,
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    rms_decay: float = 0.99,
+    eps: float = 1e-8,
+):
+    """``"adam"``, ``"sgd"``, ``"adagrad"`` or ``"rmsprop"`` over ``parameters``, fastest update kind.
+
+    ``eps`` is Adam's and RMSProp's ε (Adagrad keeps torch's default); ``rms_decay`` RMSProp's α.
+    """
     params = list(parameters)
-    kind = update_kind(params)
+    kind = update_kind(params, name)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kind)
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay, **kind)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **kind)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, eps=eps, **kind)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(
+            params, lr=lr, alpha=rms_decay, eps=eps, momentum=momentum, weight_decay=weight_decay, **kind
+        )
     raise ValueError(f"unknown optimizer {name!r}")

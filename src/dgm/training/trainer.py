@@ -51,10 +51,14 @@ class TrainOptions:
     batch_size: int = 100
     lr: float = 1e-3
     weight_decay: float = 0.0
-    # "adam" | "sgd" | "adagrad": the papers' own optimizers, to reproduce them (NADE and FVSBN were
-    # trained with SGD, MADE with Adagrad).
+    # "adam" | "sgd" | "adagrad" | "rmsprop": the papers' own optimizers, to reproduce them (NADE and
+    # FVSBN were trained with SGD, MADE with Adagrad, NICE with RMSProp and momentum).
     optimizer: str = "adam"
-    momentum: float = 0.0  # SGD's (heavy-ball) momentum
+    momentum: float = 0.0  # SGD's or RMSProp's (heavy-ball) momentum
+    # RMSProp: decay of the running mean of squared gradients, and ε added to its root (a floor below
+    # which small gradients take plain SGD steps of lr/ε; NICE's code used a floor of 1e-2).
+    rms_decay: float = 0.99
+    eps: float = 1e-8
     grad_clip: float | None = 100.0  # max gradient norm; None disables clipping
     patience: int | None = 10  # epochs without validation improvement before stopping; None: never
     seed: int = 0
@@ -66,7 +70,7 @@ class TrainOptions:
     max_steps: int | None = None  # stop after this many optimizer steps in total
     max_minutes: float | None = None  # stop after this much training time (validation included)
     lr_schedule: str = "constant"  # "constant" | "cosine" | "exponential", see :func:`learning_rate`
-    lr_min: float = 0.0  # the cosine schedule's final learning rate
+    lr_min: float = 0.0  # the cosine schedule's final learning rate; the exponential schedule's floor
     lr_gamma: float = 1.0  # the exponential schedule's factor per epoch
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps, before any schedule
     # Polyak averaging (an exponential moving average of the weights, decay per step; e.g. 0.999):
@@ -82,8 +86,14 @@ class TrainOptions:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if not 0 <= self.momentum < 1 or (self.momentum and self.optimizer != "sgd"):
-            raise ConfigError(f"momentum must lie in [0, 1) and needs optimizer 'sgd', got {self.momentum!r}")
+        if not 0 <= self.momentum < 1 or (self.momentum and self.optimizer not in ("sgd", "rmsprop")):
+            raise ConfigError(
+                f"momentum must lie in [0, 1) and needs optimizer 'sgd' or 'rmsprop', got {self.momentum!r}"
+            )
+        if not 0 <= self.rms_decay < 1:
+            raise ConfigError(f"rms_decay must lie in [0, 1), got {self.rms_decay!r}")
+        if not self.eps > 0:
+            raise ConfigError(f"eps must be positive, got {self.eps!r}")
         if self.method not in ("auto", "gradient", "fit"):
             raise ConfigError(f"method must be 'auto', 'gradient' or 'fit', got {self.method!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -103,7 +113,7 @@ class TrainOptions:
 
 
 SCHEDULES = ("constant", "cosine", "exponential")
-OPTIMIZERS = ("adam", "sgd", "adagrad")
+OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop")
 
 
 def make_optimizer(opts: TrainOptions, parameters) -> torch.optim.Optimizer:
@@ -113,7 +123,13 @@ def make_optimizer(opts: TrainOptions, parameters) -> torch.optim.Optimizer:
     torch's default on CPU is a per-parameter loop, which cost 20 % of a small flow's training step (MAF
     on two moons: 0.96 → 0.78 s per epoch with ``foreach``)."""
     return optim.make(
-        opts.optimizer, parameters, opts.lr, weight_decay=opts.weight_decay, momentum=opts.momentum
+        opts.optimizer,
+        parameters,
+        opts.lr,
+        weight_decay=opts.weight_decay,
+        momentum=opts.momentum,
+        rms_decay=opts.rms_decay,
+        eps=opts.eps,
     )
 
 
@@ -123,7 +139,7 @@ def learning_rate(opts: TrainOptions, step: int, steps_per_epoch: int) -> float:
     Being stateless, the schedule needs nothing in the checkpoint beyond the step counter, so a resumed
     run follows it exactly. ``cosine`` anneals from ``lr`` to ``lr_min`` over the whole run (``max_steps``
     where given, else ``epochs`` epochs; Loshchilov & Hutter 2017, without restarts); ``exponential``
-    multiplies by ``lr_gamma`` after every epoch (as NADE and MADE were trained).
+    multiplies by ``lr_gamma`` after every epoch (as NADE and MADE were trained), never below ``lr_min``.
     """
     lr = opts.lr
     if opts.lr_schedule == "cosine":
@@ -131,7 +147,7 @@ def learning_rate(opts: TrainOptions, step: int, steps_per_epoch: int) -> float:
         t = min(step / max(total, 1), 1.0)
         lr = opts.lr_min + (opts.lr - opts.lr_min) * 0.5 * (1 + math.cos(math.pi * t))
     elif opts.lr_schedule == "exponential":
-        lr = opts.lr * opts.lr_gamma ** (step // steps_per_epoch)
+        lr = max(opts.lr * opts.lr_gamma ** (step // steps_per_epoch), opts.lr_min)
     if step < opts.warmup_steps:
         lr *= (step + 1) / opts.warmup_steps
     return lr
