@@ -5,6 +5,8 @@
     DGM_DATA_DIR=../shared/data python -m benchmarks.flows_mnist --report        (redraw from stored rows)
     DGM_DATA_DIR=../shared/data python -m benchmarks.flows_mnist --models mintnet --resample --threads 1
                                     (re-time sampling from the stored weights)
+    DGM_DATA_DIR=../shared/data python -m benchmarks.flows_mnist --models nice --max-minutes 90 --resume
+                                    (continue a row's checkpointed run to 90 minutes in all)
     DGM_DATA_DIR=../shared/data python -m benchmarks.flows_mnist --smoke      (~2 min, no RESULTS.md)
 
 Data: `mnist-dequantized` — the 0..255 grey levels plus u ~ U[0, 1) redrawn every training batch, rescaled
@@ -47,6 +49,7 @@ from benchmarks.common import (
     RUNS,
     _command,
     epoch_seconds,
+    fresh_run_dir,
     peak_rates,
     save_row,
     step_flops,
@@ -54,8 +57,8 @@ from benchmarks.common import (
     table,
     update_results,
 )
+from dgm.core.checkpoint import TRAINING_STATE, read_json, save_model, write_json
 from dgm.core.checkpoint import load as load_run
-from dgm.core.checkpoint import read_json, save_model, write_json
 from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
 
@@ -140,11 +143,18 @@ MODELS = {
 
 def run_model(label: str, args, train, valid, test) -> dict:
     name, options, train_opts, published, target, _ = MODELS[label]
+    row_path = ROW_STORE / f"{label}.json"
+    previous = read_json(row_path) if args.resume and row_path.exists() else None
     seed_everything(0)
     model = dgm.build(name, event_shape=train.event_shape, support=train.support, **options)
     batch_size = train_opts["batch_size"]
     flops = step_flops(model, train.transform(train.x[:batch_size].float(), None), args.device)
-    t0 = time.perf_counter()
+    # Checkpointed every epoch, so a row's training can span invocations (sessions): ``--resume``
+    # continues the run up to a larger total --max-minutes.
+    run_dir = STORE / f"{label}-run"
+    resumed = args.resume and (run_dir / TRAINING_STATE).exists()
+    if not resumed and not args.smoke:
+        fresh_run_dir(run_dir)
     res = dgm.train(
         model,
         train,
@@ -155,9 +165,11 @@ def run_model(label: str, args, train, valid, test) -> dict:
         progress=not args.quiet,
         max_minutes=args.max_minutes,
         seed=0,
+        out=None if args.smoke else run_dir,
+        resume=resumed,
         **train_opts,
     )
-    wall = time.perf_counter() - t0
+    wall = res.elapsed_s  # training and validation, over every invocation of a resumed run
     steps_per_epoch = math.ceil(len(train) / batch_size)
     epoch_s = epoch_seconds(res.history, steps_per_epoch)
     epochs_run = res.history[-1]["step"] / steps_per_epoch
@@ -191,6 +203,7 @@ def run_model(label: str, args, train, valid, test) -> dict:
         "met": "yes" if ev["bits_per_dim"] <= target else "no",
         "samples/s (100)": f"{100 / sample_s:.1f}",
         "budget": f"{args.max_minutes:g} min, {torch.get_num_threads()} thr, {args.device}",
+        **({"command": f"{previous['command']}`, then `{_command()}"} if resumed and previous else {}),
     }
 
 
@@ -288,6 +301,12 @@ def main():
     p.add_argument("--report", action="store_true", help="redraw the RESULTS.md section from stored rows")
     p.add_argument(
         "--resample", action="store_true", help="re-time sampling of --models from their stored weights"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each model's checkpointed run (runs/benchmarks/flows_mnist/MODEL-run) up to a "
+        "total of --max-minutes",
     )
     args = p.parse_args()
     if args.report:
