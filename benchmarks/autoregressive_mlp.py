@@ -2,6 +2,8 @@
 
     DGM_DATA_DIR=../shared/data python -m benchmarks.autoregressive_mlp --threads 1      (the full run)
     DGM_DATA_DIR=../shared/data python -m benchmarks.autoregressive_mlp --smoke --threads 1  (~3 min)
+    DGM_DATA_DIR=../shared/data python -m benchmarks.autoregressive_mlp --models made-1x8000-oa-cosine \
+        --max-minutes 160 --threads 1 --valid-examples 1000 --resume   (continue a checkpointed row)
 
 On a machine whose cores are shared with other jobs, ``--threads 1`` is several times faster than torch's
 default (every small operation otherwise waits for a descheduled second thread). Each finished model's row
@@ -43,7 +45,10 @@ import torch
 import dgm
 from benchmarks.common import (
     ROWS,
+    RUNS,
+    _command,
     epoch_seconds,
+    fresh_run_dir,
     peak_rates,
     save_row,
     step_flops,
@@ -52,7 +57,7 @@ from benchmarks.common import (
     test_subset,
     update_results,
 )
-from dgm.core.checkpoint import read_json, write_json
+from dgm.core.checkpoint import TRAINING_STATE, read_json, write_json
 from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
 
@@ -182,6 +187,25 @@ MODELS = {
         "88.04 (Germain et al. 2015)",
         88.0,
     ),
+    # The same model with the learning rate annealed to 0 over 120 epochs (cosine), checkpointed so that
+    # its training spans sessions (--resume): the made-1x8000-oa row's validation NLL was still creeping
+    # down when its 85-minute budget ended.
+    "made-1x8000-oa-cosine": (
+        "made",
+        {**MADE_1X500, "hidden_sizes": [8000], "order_agnostic": True},
+        {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 120, "patience": 30},
+        "88.04 (Germain et al. 2015)",
+        88.0,
+    ),
+    # Two hidden layers, as wide as one step's cost allows at 1×8000's price (2×2800: 784·2800·2 + 2800²
+    # ≈ 12.2M multiply-adds per image, against the paper's 2×8000, 76M), the paper's mask sampling.
+    "made-2x2800-oa-cosine": (
+        "made",
+        {**MADE_1X500, "hidden_sizes": [2800, 2800], "order_agnostic": True},
+        {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 120, "patience": 30},
+        "86.64 (Germain et al. 2015)",
+        86.7,
+    ),
     # The same masks with the paper's optimizer (Adagrad, lr 0.01, no decay, look-ahead 30).
     "made-1x8000-oa-adagrad": (
         "made",
@@ -251,7 +275,13 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
     model = dgm.build(name, event_shape=train.event_shape, support=train.support, **options)
     init_output_bias(model, train.x)
     flops = step_flops(model, train.x[:100], args.device)
-    t0 = time.perf_counter()
+    # Checkpointed every epoch, so a row's training can span invocations (sessions): ``--resume``
+    # continues the run up to a larger total --max-minutes.
+    row_path, run_dir = STORE / f"{label}.json", RUNS / "autoregressive_mlp" / f"{label}-run"
+    resumed = args.resume and (run_dir / TRAINING_STATE).exists()
+    previous = read_json(row_path) if resumed and row_path.exists() else None
+    if not resumed and not args.smoke:
+        fresh_run_dir(run_dir)
     res = dgm.train(
         model,
         train,
@@ -260,9 +290,11 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
         device=args.device,
         progress=not args.quiet,
         max_minutes=args.max_minutes,
+        out=None if args.smoke else run_dir,
+        resume=resumed,
         **train_opts,
     )
-    wall = time.perf_counter() - t0
+    wall = res.elapsed_s  # training and validation, over every invocation of a resumed run
     steps_per_epoch = math.ceil(len(train) / 100)
     epoch_s = epoch_seconds(res.history, steps_per_epoch)
     epochs_run = res.history[-1]["step"] / steps_per_epoch
@@ -303,6 +335,7 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
             if valid is None
             else (f", valid {len(valid):,}" if len(valid) < 10_000 else "")
         ),
+        **({"command": f"{previous['command']}`, then `{_command()}"} if previous else {}),
         "_model": model,
     }
     print({k: v for k, v in row.items() if not k.startswith("_")}, flush=True)
@@ -357,6 +390,12 @@ def main():
         "--smoke", action="store_true", help="30 s per model, 2000 valid / 1000 test images, no RESULTS.md"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each model's checkpointed run (runs/benchmarks/autoregressive_mlp/MODEL-run) up to "
+        "a total of --max-minutes",
+    )
     p.add_argument("--report", action="store_true", help="redraw the RESULTS.md section from stored rows")
     args = p.parse_args()
     if args.report:
@@ -532,9 +571,20 @@ def report(rows: list[dict], speed: dict | None, scaling: list, partial: bool = 
             "removes the underfitting: its training loss passes the paper's 88.04 at epoch 15 and reaches "
             "81.8 by epoch 53, but validation (1,000 images, 32-mask ensemble) bottoms out at 91.37 at "
             "epoch 25 and rises to 92.0 while the training loss keeps falling; the best-validation "
-            "weights score 90.13 on test, 3 nats better than 1×500 and 2.1 short of the target. What "
-            "separates it from the paper is then regularisation, not capacity or time: the paper trains "
-            "with Adagrad and its own initialisation, which this row does not reproduce.",
+            "weights score 90.13 on test, 3 nats better than 1×500 and 2.1 short of the target.",
+            "",
+            "The paper's mask sampling closes most of the rest. Its released command shuffles masks in "
+            'mode "Full": every mask draws a random ordering as well as random hidden degrees '
+            "(`order_agnostic=True` here), where the rows above keep the natural ordering. With that "
+            "alone, the same 1×8000 network, schedule and 85-minute budget reach 88.38 (the "
+            "made-1x8000-oa row), 1.75 nats better than with one ordering and 0.38 short of the target: "
+            "the ensemble now mixes 32 orderings, and training no longer runs away from validation (at "
+            "the end, per-mask training loss about 84.5 against a validation NLL of about 89.5 that was "
+            "still falling slowly; the natural-order row's were 81.8 and 92.0, rising). The paper's "
+            "optimizer on the same masks (Adagrad, lr 0.01; the made-1x8000-oa-adagrad row) is slower: "
+            "91.05 in the same time, training and validation still falling together at about 92.5. The "
+            "-cosine rows anneal the rate to 0 over 120 epochs and are checkpointed, so their training "
+            "can continue over several invocations (`--resume`).",
             "",
         ]
     body += [
