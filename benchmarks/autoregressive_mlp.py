@@ -46,10 +46,9 @@ import dgm
 from benchmarks.common import (
     ROWS,
     RUNS,
-    _command,
     epoch_seconds,
-    fresh_run_dir,
     peak_rates,
+    resumable_run,
     save_row,
     step_flops,
     stored_rows,
@@ -57,7 +56,7 @@ from benchmarks.common import (
     test_subset,
     update_results,
 )
-from dgm.core.checkpoint import TRAINING_STATE, read_json, write_json
+from dgm.core.checkpoint import read_json, write_json
 from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
 
@@ -277,11 +276,8 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
     flops = step_flops(model, train.x[:100], args.device)
     # Checkpointed every epoch, so a row's training can span invocations (sessions): ``--resume``
     # continues the run up to a larger total --max-minutes.
-    row_path, run_dir = STORE / f"{label}.json", RUNS / "autoregressive_mlp" / f"{label}-run"
-    resumed = args.resume and (run_dir / TRAINING_STATE).exists()
-    previous = read_json(row_path) if resumed and row_path.exists() else None
-    if not resumed and not args.smoke:
-        fresh_run_dir(run_dir)
+    run_dir = None if args.smoke else RUNS / "autoregressive_mlp" / f"{label}-run"
+    resumed, carried = resumable_run(run_dir, STORE / f"{label}.json", args.resume)
     res = dgm.train(
         model,
         train,
@@ -290,7 +286,7 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
         device=args.device,
         progress=not args.quiet,
         max_minutes=args.max_minutes,
-        out=None if args.smoke else run_dir,
+        out=run_dir,
         resume=resumed,
         **train_opts,
     )
@@ -335,7 +331,7 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
             if valid is None
             else (f", valid {len(valid):,}" if len(valid) < 10_000 else "")
         ),
-        **({"command": f"{previous['command']}`, then `{_command()}"} if previous else {}),
+        **carried,
         "_model": model,
     }
     print({k: v for k, v in row.items() if not k.startswith("_")}, flush=True)

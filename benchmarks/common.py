@@ -146,6 +146,20 @@ def fresh_run_dir(path: Path) -> Path:
     return path
 
 
+def resumable_run(run_dir: Path | None, row_path: Path, resume: bool) -> tuple[bool, dict]:
+    """For a row whose training may span invocations (sessions): whether to resume the checkpointed run in
+    ``run_dir`` (asked for, and a checkpoint exists; otherwise the directory is emptied for a fresh run),
+    and the entries the new row takes over from the one it continues: its command, followed by this one.
+    ``run_dir`` None (a smoke run, not checkpointed): a fresh run."""
+    if run_dir is None:
+        return False, {}
+    if resume and (run_dir / ckpt.TRAINING_STATE).exists():
+        previous = ckpt.read_json(row_path) if row_path.exists() else {}
+        return True, {"command": f"{previous['command']}`, then `{_command()}"} if previous else {}
+    fresh_run_dir(run_dir)
+    return False, {}
+
+
 def cached_train(store: Path, key: str, make, train, valid, minutes: float, reuse: bool, **options):
     """Train ``make()`` within ``minutes`` (run directory ``store/key``), or load it back with ``reuse``.
 

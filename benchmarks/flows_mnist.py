@@ -49,16 +49,16 @@ from benchmarks.common import (
     RUNS,
     _command,
     epoch_seconds,
-    fresh_run_dir,
     peak_rates,
+    resumable_run,
     save_row,
     step_flops,
     stored_rows,
     table,
     update_results,
 )
-from dgm.core.checkpoint import TRAINING_STATE, read_json, save_model, write_json
 from dgm.core.checkpoint import load as load_run
+from dgm.core.checkpoint import read_json, save_model, write_json
 from dgm.training import seed_everything
 from dgm.viz import image_grid, training_curves
 
@@ -143,18 +143,14 @@ MODELS = {
 
 def run_model(label: str, args, train, valid, test) -> dict:
     name, options, train_opts, published, target, _ = MODELS[label]
-    row_path = ROW_STORE / f"{label}.json"
-    previous = read_json(row_path) if args.resume and row_path.exists() else None
     seed_everything(0)
     model = dgm.build(name, event_shape=train.event_shape, support=train.support, **options)
     batch_size = train_opts["batch_size"]
     flops = step_flops(model, train.transform(train.x[:batch_size].float(), None), args.device)
     # Checkpointed every epoch, so a row's training can span invocations (sessions): ``--resume``
     # continues the run up to a larger total --max-minutes.
-    run_dir = STORE / f"{label}-run"
-    resumed = args.resume and (run_dir / TRAINING_STATE).exists()
-    if not resumed and not args.smoke:
-        fresh_run_dir(run_dir)
+    run_dir = None if args.smoke else STORE / f"{label}-run"
+    resumed, carried = resumable_run(run_dir, ROW_STORE / f"{label}.json", args.resume)
     res = dgm.train(
         model,
         train,
@@ -165,7 +161,7 @@ def run_model(label: str, args, train, valid, test) -> dict:
         progress=not args.quiet,
         max_minutes=args.max_minutes,
         seed=0,
-        out=None if args.smoke else run_dir,
+        out=run_dir,
         resume=resumed,
         **train_opts,
     )
@@ -203,7 +199,7 @@ def run_model(label: str, args, train, valid, test) -> dict:
         "met": "yes" if ev["bits_per_dim"] <= target else "no",
         "samples/s (100)": f"{100 / sample_s:.1f}",
         "budget": f"{args.max_minutes:g} min, {torch.get_num_threads()} thr, {args.device}",
-        **({"command": f"{previous['command']}`, then `{_command()}"} if resumed and previous else {}),
+        **carried,
     }
 
 
