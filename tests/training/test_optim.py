@@ -13,7 +13,7 @@ def test_update_kind():
     assert optim.update_kind([torch.zeros(3, requires_grad=True)]) == {"fused": True}
     assert optim.update_kind([]) == {"foreach": True}
     assert optim.update_kind([torch.zeros(3, requires_grad=True)], "rmsprop") == {"foreach": True}
-    with pytest.raises(ValueError, match="unknown optimizer"):
+    with pytest.raises(dgm.ConfigError, match="optimizer must be one of"):
         optim.make("lbfgs", [torch.zeros(3, requires_grad=True)], 0.1)
 
 
@@ -66,3 +66,11 @@ def test_rmsprop_with_momentum_and_a_floor_on_the_root():
     before = p.detach().clone()
     opt.step()  # same gradient again: the momentum buffer adds half of the first step
     assert ((p.detach() - before).abs() > 0.5 * before.abs()).all()
+
+
+def test_cli_offers_every_optimizer():
+    from dgm.cli import _parser
+
+    train = next(a for a in _parser()._actions if a.dest == "command").choices["train"]
+    choices = next(a.choices for a in train._actions if a.dest == "optimizer")
+    assert tuple(choices) == optim.NAMES

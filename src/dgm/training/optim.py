@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import torch
 
+from dgm.core.errors import ConfigError
+
+NAMES = ("adam", "sgd", "adagrad", "rmsprop")
 FUSED_DEVICES = ("cpu", "cuda")
 FUSED = ("adam", "sgd", "adagrad")  # the optimizers torch has fused kernels for
 
@@ -52,4 +55,4 @@ def make(
         return torch.optim.RMSprop(
             params, lr=lr, alpha=rms_decay, eps=eps, momentum=momentum, weight_decay=weight_decay, **kind
         )
-    raise ValueError(f"unknown optimizer {name!r}")
+    raise ConfigError(f"optimizer must be one of {', '.join(NAMES)}, got {name!r}")

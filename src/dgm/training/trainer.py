@@ -84,8 +84,8 @@ class TrainOptions:
                 raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.optimizer not in optim.NAMES:
+            raise ConfigError(f"optimizer must be one of {', '.join(optim.NAMES)}, got {self.optimizer!r}")
         if not 0 <= self.momentum < 1 or (self.momentum and self.optimizer not in ("sgd", "rmsprop")):
             raise ConfigError(
                 f"momentum must lie in [0, 1) and needs optimizer 'sgd' or 'rmsprop', got {self.momentum!r}"
@@ -113,7 +113,6 @@ class TrainOptions:
 
 
 SCHEDULES = ("constant", "cosine", "exponential")
-OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop")
 
 
 def make_optimizer(opts: TrainOptions, parameters) -> torch.optim.Optimizer:
