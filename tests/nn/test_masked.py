@@ -163,14 +163,16 @@ def test_num_connected_parameters():
         MaskedMLP(D, [], direct_connection=True)
 
 
-@pytest.mark.parametrize("hidden", [[], [16], [12, 14]])
-def test_generate_matches_the_full_network(hidden):
-    """A deterministic step (x_d = tanh of its first output): the generated point is a fixed point of
-    the full forward pass, under each row's own mask, including conditioned positions."""
+@pytest.mark.parametrize("hidden", [[], [16], [12, 14], [12, 14, 10]])
+@pytest.mark.parametrize("p_in", [1, 2])
+def test_generate_matches_the_full_network(hidden, p_in):
+    """A deterministic step (x_d = tanh of its outputs): the generated point is a fixed point of the full
+    forward pass, under each row's own mask or a given ordering, including conditioned positions."""
     D, n = 7, 9
     net = MaskedMLP(
         D,
         hidden,
+        num_inputs_per_dim=p_in,
         num_outputs_per_dim=2,
         context_size=3,
         num_masks=3,
@@ -185,19 +187,20 @@ def test_generate_matches_the_full_network(hidden):
             p.add_(0.3 * torch.randn_like(p))
     context = torch.randn(n, 3, dtype=torch.float64)
     masks = torch.randint(3, (n,))
-    given = torch.randn(n, 1, D, dtype=torch.float64)
-    for start in (0, 3):
-        out = net.generate(lambda d, p: torch.tanh(p[:, :1]), given, context, masks, start=start)
-        for i in range(n):
-            m = int(masks[i])
-            order = net.orderings[m]
-            params = net(out[i : i + 1], context[i : i + 1], mask_index=m)[0]
-            expect = torch.tanh(params[0])
-            if start:
-                kept = order[:start]
-                assert torch.equal(out[i, 0, kept], given[i, 0, kept])
-                expect[kept] = given[i, 0, kept]
-            assert torch.allclose(out[i, 0], expect, atol=1e-12)
+    given = torch.randn(n, p_in, D, dtype=torch.float64)
+    for ordering in (None, random_ordering(D)):
+        for start in (0, 3):
+            out = net.generate(lambda d, p: torch.tanh(p[:, :p_in]), given, context, masks, ordering, start)
+            for i in range(n):
+                m = int(masks[i])
+                order = net.orderings[m] if ordering is None else ordering
+                params = net(out[i : i + 1], context[i : i + 1], mask_index=m, ordering=ordering)[0]
+                expect = torch.tanh(params[:p_in])
+                if start:
+                    kept = order[:start]
+                    assert torch.equal(out[i][:, kept], given[i][:, kept])
+                    expect[:, kept] = given[i][:, kept]
+                assert torch.allclose(out[i], expect, atol=1e-12)
 
 
 def test_orthogonal_init_is_orthogonal_seeded_and_still_autoregressive():

@@ -134,6 +134,16 @@ def direct_mask(input_degrees: Tensor, num_inputs_per_dim: int = 1, num_outputs_
     return made_masks([input_degrees], num_inputs_per_dim, num_outputs_per_dim)[-1]
 
 
+def _degree_schedule(degrees: Tensor, num_dims: int) -> tuple[Tensor, Tensor, Tensor]:
+    """For hidden degrees (masks, H): units sorted by degree (masks, H), where each degree's run starts
+    (masks, D) and its length (masks, D); the units of degree t of mask m are
+    ``order[m, offsets[m, t] : offsets[m, t] + counts[m, t]]``."""
+    order = torch.argsort(degrees, dim=1, stable=True)
+    counts = torch.zeros(len(degrees), num_dims, dtype=torch.long, device=degrees.device)
+    counts.scatter_add_(1, degrees, torch.ones_like(degrees))
+    return order, torch.cumsum(counts, 1) - counts, counts
+
+
 # ---------------------------------------------------------------------------- layers
 class MaskedLinear(nn.Linear):
     """``y = x (W ⊙ M)ᵀ + b`` with a fixed 0/1 mask M held in a buffer (saved with the weights).
@@ -399,10 +409,12 @@ class MaskedMLP(nn.Module):
         ``start`` positions keep the values given in ``inputs`` (conditioning, e.g. inpainting); inputs of
         later positions are ignored.
 
-        Cost: D network evaluations, as the architecture requires, for all rows and masks together: rows
-        are grouped by mask and every layer is one batched product over the groups. Nothing unchanged is
-        recomputed: the first layer's pre-activation gains one input column per position (O(H), not
-        O(HD)), and only the rows of the current dimension's outputs are formed, masked on the fly.
+        Cost: one network evaluation in all, as the architecture requires, for all rows and masks
+        together (rows are grouped by mask and every layer is one batched product over the groups).
+        A hidden unit of degree k depends only on the positions before k, so it is computed exactly
+        once, at position k, when its inputs are final; the first layer's pre-activation gains one input
+        column per position (O(H1) each), and only the rows of the current dimension's outputs are
+        formed. Summed over the D positions this is the work of one forward pass, not D of them.
         """
         n, p_in, num_dims = inputs.shape
         device, dtype = inputs.device, self.layers[0].weight.dtype
@@ -450,14 +462,29 @@ class MaskedMLP(nn.Module):
             if self.context_size:
                 a1 = a1 + self.context_hidden(context)
             a1 = grouped(a1)
-            # Middle layers: one stacked (masks, out, in) masked weight each.
-            middle = []
+            # Later hidden layers: a bias per mask (with condition_on_mask, a mask-dependent one).
+            biases = [None]
             for i, layer in enumerate(self.layers[1:-1], start=1):
-                mask = hidden_degrees[i][:, :, None] >= hidden_degrees[i - 1][:, None, :]
                 bias = layer.bias.expand(len(used), -1)
                 if self.mask_weights is not None:
-                    bias = bias + (self.mask_weights[i] * mask).mean(-1)
-                middle.append((layer.weight * mask, bias[:, None, :]))
+                    bias = (
+                        torch.stack(
+                            [
+                                (
+                                    self.mask_weights[i]
+                                    * (hidden_degrees[i][g, :, None] >= hidden_degrees[i - 1][g])
+                                ).mean(-1)
+                                for g in range(len(used))
+                            ]
+                        )
+                        + bias
+                    )
+                biases.append(bias)
+            # Activations of the units computed so far; the rest stay 0, so a product over a whole layer
+            # sees exactly the units a mask would keep. The extra last column is a sink for padding.
+            hs = [a1.new_zeros(*shape, size + 1) for size in self.hidden_sizes]
+            schedules = [_degree_schedule(deg, num_dims) for deg in hidden_degrees]
+            widest = [counts_t.max(0).values.tolist() for _, _, counts_t in schedules]  # per degree
         out_bias = out_layer.bias.expand(n, -1)
         if self.context_size:
             out_bias = out_bias + self.context_output(context)
@@ -467,19 +494,37 @@ class MaskedMLP(nn.Module):
         blocks_in = torch.arange(p_in, device=device) * num_dims
         rows_all = torch.arange(n, device=device)
         positions = torch.argsort(orders, 1)  # each dimension's position, per mask
-        for t in range(start, num_dims):
+        for t in range(num_dims):
+            if deep:  # the units of degree t: their inputs (positions < t, units of degree <= t) are final
+                for i, (order, offsets, counts_t) in enumerate(schedules):
+                    k = widest[i][t]
+                    if k == 0:
+                        continue
+                    size = self.hidden_sizes[i]
+                    ar = torch.arange(k, device=device)
+                    units = order.gather(1, (offsets[:, t, None] + ar).clamp(max=size - 1))  # (masks, k)
+                    sink = torch.where(ar < counts_t[:, t, None], units, size)
+                    if i == 0:
+                        pre = a1.gather(2, units[:, None, :].expand(*shape, k))
+                    else:
+                        w = self.layers[i].weight[units]  # (masks, k, H_{i-1})
+                        pre = (
+                            torch.bmm(hs[i - 1][..., :-1], w.transpose(1, 2))
+                            + biases[i].gather(1, units)[:, None, :]
+                        )
+                    hs[i].scatter_(2, sink[:, None, :].expand(*shape, k), self.activation(pre))
+            if t < start:
+                continue
             d = orders[:, t]  # (masks,) this position's dimension under each mask
             rows = blocks_out[None, :] + d[:, None]  # (masks, p_out) output rows of those dimensions
             # Output degree t+1 keeps units of degree <= t (hidden) or inputs at positions < t.
-            if deep:
-                h = self.activation(a1)
-                for w, b in middle:
-                    h = self.activation(torch.bmm(h, w.transpose(1, 2)) + b)
-                keep = (hidden_degrees[-1] <= t).to(dtype)  # (masks, H_last)
+            if deep:  # exactly the units computed so far; the others are 0 in hs
+                h = hs[-1][..., :-1]
+                w_rows = out_layer.weight[rows]
             else:
                 h = grouped(inputs.reshape(n, -1))
                 keep = (positions < t).to(dtype).repeat(1, p_in)
-            w_rows = out_layer.weight[rows] * keep[:, None, :]  # (masks, p_out, fan_in)
+                w_rows = out_layer.weight[rows] * keep[:, None, :]  # (masks, p_out, fan_in)
             params = torch.einsum("mgi,mpi->mgp", h, w_rows) + out_bias.gather(
                 2, rows[:, None, :].expand(*shape, p_out)
             )
