@@ -210,6 +210,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--lr-gamma", type=float, default=1.0)
     s.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
     s.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: training loss under bfloat16 autocast (about 2x the matmul rate on AVX512-BF16 CPUs "
+        "and GPUs); validation and evaluation stay fp32",
+    )
+    s.add_argument(
         "--ema-decay",
         type=float,
         default=None,
@@ -673,6 +680,7 @@ def cmd_train(args, extra: list[str]) -> None:
         lr_gamma=args.lr_gamma,
         warmup_steps=args.warmup_steps,
         ema_decay=args.ema_decay,
+        precision=args.precision,
         checkpoint_every=args.checkpoint_every,
     )
     unit = f"{args.optimizer} steps" if result.method == "gradient" else "fit iterations (closed form / EM)"

@@ -77,6 +77,11 @@ class TrainOptions:
     # validation, the kept best weights and the returned model use the average, training the raw weights.
     ema_decay: float | None = None
     tensorboard: bool | None = None  # None: log to TensorBoard if it is installed
+    # "fp32" | "bf16": "bf16" runs the training loss under bfloat16 autocast (matrix products in bf16
+    # with fp32 accumulation; weights, optimizer state, reductions and the loss itself stay fp32), about
+    # twice the matmul rate on CPUs with AVX512-BF16 and on GPUs. Validation and evaluation stay fp32,
+    # so reported likelihoods are exact for the trained weights.
+    precision: str = "fp32"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -110,9 +115,12 @@ class TrainOptions:
             raise ConfigError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ConfigError(f"max_minutes must be positive or None, got {self.max_minutes!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 SCHEDULES = ("constant", "cosine", "exponential")
+PRECISIONS = ("fp32", "bf16")
 
 
 def make_optimizer(opts: TrainOptions, parameters) -> torch.optim.Optimizer:
@@ -374,7 +382,9 @@ class Trainer:
         x = x.to(self.device)
         context = y.to(self.device) if (self.model.conditional and y is not None) else None
         try:
-            loss, extra = self.model.loss_and_metrics(x, context)
+            with self._autocast():
+                loss, extra = self.model.loss_and_metrics(x, context)
+            loss = loss.float()
         except ValueError as e:  # torch.distributions' argument check on NaN/inf parameters
             if "invalid values" not in str(e):
                 raise
@@ -406,6 +416,11 @@ class Trainer:
             "grad_norm": float(grad_norm),
             **{k: float(v) for k, v in extra.items()},
         }
+
+    def _autocast(self):
+        """The training loss's precision (``options.precision``); a no-op context for fp32."""
+        enabled = self.options.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     @contextlib.contextmanager
     def _averaged_weights(self):
