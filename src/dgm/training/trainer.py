@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 from dgm.core import checkpoint as ckpt
 from dgm.core.errors import CheckpointError, ConfigError, DgmError
 from dgm.evaluation.metrics import _as_dataset, evaluate
-from dgm.training import optim
+from dgm.training import optim, precision
+from dgm.training.precision import PRECISIONS
 
 
 class TrainingError(DgmError):
@@ -78,9 +79,9 @@ class TrainOptions:
     ema_decay: float | None = None
     tensorboard: bool | None = None  # None: log to TensorBoard if it is installed
     # "fp32" | "bf16": "bf16" runs the training loss under bfloat16 autocast (matrix products in bf16
-    # with fp32 accumulation; weights, optimizer state, reductions and the loss itself stay fp32), about
-    # twice the matmul rate on CPUs with AVX512-BF16 and on GPUs. Validation and evaluation stay fp32,
-    # so reported likelihoods are exact for the trained weights.
+    # with fp32 accumulation; weights, optimizer state, reductions and the loss itself stay fp32, see
+    # dgm.training.precision), about twice the matmul rate on CPUs with AVX512-BF16 and on GPUs.
+    # Validation and evaluation stay fp32, so reported likelihoods are exact for the trained weights.
     precision: str = "fp32"
 
     def __post_init__(self):
@@ -120,7 +121,6 @@ class TrainOptions:
 
 
 SCHEDULES = ("constant", "cosine", "exponential")
-PRECISIONS = ("fp32", "bf16")
 
 
 def make_optimizer(opts: TrainOptions, parameters) -> torch.optim.Optimizer:
@@ -418,9 +418,8 @@ class Trainer:
         }
 
     def _autocast(self):
-        """The training loss's precision (``options.precision``); a no-op context for fp32."""
-        enabled = self.options.precision == "bf16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        """The training loss's precision (``options.precision``, :mod:`dgm.training.precision`)."""
+        return precision.autocast(self.device.type, self.options.precision)
 
     @contextlib.contextmanager
     def _averaged_weights(self):
