@@ -341,3 +341,15 @@ def test_cli_offers_every_precision():
 
     train = next(a for a in _parser()._actions if a.dest == "command").choices["train"]
     assert tuple(next(a.choices for a in train._actions if a.dest == "precision")) == PRECISIONS
+
+
+def test_training_flushes_subnormals_and_restores_the_default():
+    """Inside training a subnormal float reads as 0 (decayed optimizer averages would otherwise run on
+    x86's slow subnormal path); before and after, torch's default keeps it."""
+    tiny = torch.tensor(torch.finfo(torch.float32).tiny / 8)
+    seen = []
+    assert (tiny * 1).item() > 0
+    dgm.train(fresh_model(), dynamic_data(), callbacks=[lambda t: seen.append((tiny * 1).item())], **OPTS)
+    if torch.set_flush_denormal(False):  # the CPU supports flushing
+        assert seen and all(v == 0 for v in seen)
+    assert (tiny * 1).item() > 0
