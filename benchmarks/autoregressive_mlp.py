@@ -662,11 +662,18 @@ def report(
             "optimizer on the same masks (Adagrad, lr 0.01; the made-1x8000-oa-adagrad row) is slower: "
             "91.05 in the same time, training and validation still falling together at about 92.5. The "
             "-cosine rows anneal the rate to 0 over 120 epochs and are checkpointed, so their training "
-            "can continue over several invocations (`--resume`); their first 50 minutes (41 and 39 of the "
-            "120 epochs, the rate still above 7e-4) left 1×8000 at 88.89 and two layers of 2,800 units "
-            "(as costly per step as one of 8,000) at 90.03, 3.3 nats below 2×500's 93.31 and 3.3 above "
-            "the two-layer target. With fused Adam updates (see `dgm.training.optim`) an epoch of "
-            "1×8000 took 61.8 s against 70.3 s, and the step reached 55 % of the matmul peak, not 47 %.",
+            "continues over several invocations (`--resume`; the commands list them). 1×8000 ran 116 of its "
+            "120 epochs (145 minutes, the rate below 5e-6 at the end) and scored 88.39, no better than the "
+            "made-1x8000-oa row's 88.38 in 85 minutes: after its first 45 epochs the validation NLL only "
+            "moved from 90.05 to 89.64 while the per-mask training loss fell from 86.3 to 81.8. At this "
+            "width the 32-mask ensemble overfits under Adam, and the last 0.4 nats to the target need "
+            "something other than more epochs (regularisation, or the paper's exact recipe). Two layers of "
+            "2,800 units (as costly per step as one of 8,000) reached 88.81 after 69.5 of their 120 epochs "
+            "(92 minutes; 90.03 after 39), 4.5 nats below 2×500's 93.31 and 2.1 above the two-layer "
+            "target, still falling (at epoch 70 the per-mask training loss 89.2, the validation NLL "
+            "90.0, the rate 3.8e-4). With fused Adam updates (see `dgm.training.optim`) an "
+            "epoch of 1×8000 took 61.8 s against 70.3 s, and the step reached 55 % of the matmul peak, "
+            "not 47 %.",
             "",
         ]
     body += [
@@ -682,8 +689,10 @@ def report(
             f"{sampling['threads']} thread(s), measured {sampling['date']}; fresh weights, since the cost "
             "depends on the architecture only; both samplers use one mask and the same generator; "
             "'samples/s, mask mixture' is `sample`, one mask per sample). The samples/s column of the "
-            "table above was measured when each row finished: the two-layer rows that finished before "
-            "this sampler recomputed every layer above the first at each position.\n",
+            "table above was measured when each row finished, by the sampler its process had loaded: all "
+            "rows but made-2x2800-oa-cosine used the earlier one, which recomputed every layer above the "
+            "first at each position and masked the weights it read at every step (1×8000 with 32 masks: "
+            "about 10 samples/s).\n",
             table(sampling["rows"], list(sampling["rows"][0])),
             "",
         ]
