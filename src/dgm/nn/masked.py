@@ -467,18 +467,10 @@ class MaskedMLP(nn.Module):
             for i, layer in enumerate(self.layers[1:-1], start=1):
                 bias = layer.bias.expand(len(used), -1)
                 if self.mask_weights is not None:
-                    bias = (
-                        torch.stack(
-                            [
-                                (
-                                    self.mask_weights[i]
-                                    * (hidden_degrees[i][g, :, None] >= hidden_degrees[i - 1][g])
-                                ).mean(-1)
-                                for g in range(len(used))
-                            ]
-                        )
-                        + bias
-                    )
+                    keeps = [
+                        hidden_degrees[i][g, :, None] >= hidden_degrees[i - 1][g] for g in range(len(used))
+                    ]
+                    bias = bias + torch.stack([(self.mask_weights[i] * keep).mean(-1) for keep in keeps])
                 biases.append(bias)
             # Activations of the units computed so far; the rest stay 0, so a product over a whole layer
             # sees exactly the units a mask would keep. The extra last column is a sink for padding.
