@@ -31,7 +31,9 @@ RUNS = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"
 ROWS = Path(__file__).with_name("rows")
 
 
-def machine() -> str:
+def machine(threads: bool = True) -> str:
+    """This machine in one line; ``threads``: with the current process's torch thread count (left out of
+    sections whose rows were measured by other processes: each row states its own)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -47,8 +49,8 @@ def machine() -> str:
     except (OSError, AttributeError):
         pass
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    threads = torch.get_num_threads()
-    return f"{cpu}, {os.cpu_count()} cores{mem}{gpu}; torch {torch.__version__}, {threads} threads"
+    thr = f", {torch.get_num_threads()} threads" if threads else ""
+    return f"{cpu}, {os.cpu_count()} cores{mem}{gpu}; torch {torch.__version__}{thr}"
 
 
 def peak_rates(seconds: float = 1.0, bf16: bool = False) -> dict[str, float]:
@@ -106,9 +108,13 @@ def _command() -> str:
 
 def save_row(store: Path, name: str, row: dict) -> None:
     """Keep one finished row (its ``_``-prefixed entries dropped) with the command that produced it, so
-    that rows measured in separate invocations make one table (``store``: a folder under ``ROWS``)."""
+    that rows measured in separate invocations make one table (``store``: a folder under ``ROWS``), and the
+    date it was finished on."""
     kept = {k: v for k, v in row.items() if not k.startswith("_")}
-    ckpt.write_json(store / f"{name}.json", {**kept, "command": kept.get("command", _command())})
+    ckpt.write_json(
+        store / f"{name}.json",
+        {**kept, "command": kept.get("command", _command()), "date": date.today().isoformat()},
+    )
 
 
 def stored_rows(store: Path, names) -> list[dict]:
@@ -126,11 +132,28 @@ def epoch_seconds(history: list[dict], steps_per_epoch: int) -> float:
     return statistics.median(rates) * steps_per_epoch
 
 
-def update_results(section: str, body: str) -> None:
-    """Replace (or append) the section named ``section`` of RESULTS.md with ``body``."""
+def update_results(section: str, body: str, per_row: bool = False) -> None:
+    """Replace (or append) the section named ``section`` of RESULTS.md with ``body``.
+
+    ``per_row``: the body's rows were measured by separate invocations (stored rows, each with its own
+    command and thread count in the body), so the header names this invocation only as the one that
+    redrew the section, and not its thread count."""
     begin, end = f"<!-- begin {section} -->", f"<!-- end {section} -->"
+    command = (
+        f"each row's own, listed with its table (section redrawn by `{_command()}`)"
+        if per_row
+        else f"`{_command()}`"
+    )
     header = (
-        f"{begin}\nCommand: `{_command()}`  \nMachine: {machine()}  \nDate: {date.today().isoformat()}\n\n"
+        f"{begin}\nCommand: {command}  \nMachine: {machine(threads=not per_row)}  \n"
+        f"Date: {date.today().isoformat()}"
+        + (
+            " (the day this section was redrawn from the rows stored in benchmarks/rows/; rows finished"
+            " since 2026-11-25 store their own date)"
+            if per_row
+            else ""
+        )
+        + "\n\n"
     )
     block = header + body.strip() + "\n" + end
     text = (

@@ -360,7 +360,7 @@ def main():
     )
     args = p.parse_args()
     if args.report:
-        update_results(SECTION, report(stored_rows(ROW_STORE, MODELS)))
+        update_results(SECTION, report(stored_rows(ROW_STORE, MODELS)), per_row=True)
         return
     labels = args.models.split(",")
     unknown = [m for m in labels if m not in MODELS]
@@ -370,7 +370,7 @@ def main():
         torch.set_num_threads(args.threads)
     if args.resample:
         resample(labels)
-        update_results(SECTION, report(stored_rows(ROW_STORE, MODELS)))
+        update_results(SECTION, report(stored_rows(ROW_STORE, MODELS)), per_row=True)
         return
     if args.smoke:
         args.max_minutes = min(args.max_minutes, 0.3)
@@ -385,7 +385,7 @@ def main():
         rows.append(row)
         if not args.smoke:
             save_row(ROW_STORE, label, row)
-            update_results(SECTION, report(stored_rows(ROW_STORE, MODELS)))
+            update_results(SECTION, report(stored_rows(ROW_STORE, MODELS)), per_row=True)
     print(table(rows, COLUMNS))
 
 
