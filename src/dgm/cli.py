@@ -121,6 +121,14 @@ EXAMPLES = {
 }
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    """``"40,60"`` → ``(40, 60)``, for argparse (whose error then names the option)."""
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
@@ -202,12 +210,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-minutes", type=float, help="stop after this many minutes of training")
     s.add_argument(
         "--lr-schedule",
-        choices=["constant", "cosine", "exponential"],
+        choices=["constant", "cosine", "exponential", "step"],
         default="constant",
-        help="cosine: anneal to --lr-min over the run; exponential: ×--lr-gamma per epoch, floor --lr-min",
+        help="cosine: anneal to --lr-min over the run; exponential: ×--lr-gamma per epoch, floor --lr-min; "
+        "step: ×--lr-gamma at each of --lr-milestones",
     )
     s.add_argument("--lr-min", type=float, default=0.0)
     s.add_argument("--lr-gamma", type=float, default=1.0)
+    s.add_argument(
+        "--lr-milestones",
+        type=_int_list,
+        default=(),
+        help="comma-separated epochs at which the step schedule multiplies the learning rate by --lr-gamma",
+    )
     s.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
     s.add_argument(
         "--precision",
@@ -678,6 +693,7 @@ def cmd_train(args, extra: list[str]) -> None:
         lr_schedule=args.lr_schedule,
         lr_min=args.lr_min,
         lr_gamma=args.lr_gamma,
+        lr_milestones=args.lr_milestones,
         warmup_steps=args.warmup_steps,
         ema_decay=args.ema_decay,
         precision=args.precision,

@@ -353,3 +353,33 @@ def test_training_flushes_subnormals_and_restores_the_default():
     if torch.set_flush_denormal(False):  # the CPU supports flushing
         assert seen and all(v == 0 for v in seen)
     assert (tiny * 1).item() > 0
+
+
+def test_step_schedule():
+    """The step schedule multiplies the rate by lr_gamma at each milestone epoch (the first epoch at the
+    lower rate), floored at lr_min; milestones are validated and only accepted with it."""
+    from dgm.training.trainer import TrainOptions, learning_rate
+
+    step = TrainOptions(lr=1.0, lr_schedule="step", lr_gamma=0.1, lr_milestones=(2, 4))
+    assert [learning_rate(step, t, 5) for t in (0, 9, 10, 19, 20, 99)] == pytest.approx(
+        [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    )
+    floor = TrainOptions(lr=1.0, lr_schedule="step", lr_gamma=0.1, lr_milestones=[1, 2], lr_min=0.05)
+    assert floor.lr_milestones == (1, 2)  # as read back from a JSON list
+    assert learning_rate(floor, 7, 3) == pytest.approx(0.05)
+    for bad in ({"lr_milestones": (3, 2)}, {"lr_milestones": (0,)}, {"lr_milestones": (2, 2)}, {}):
+        with pytest.raises(dgm.ConfigError, match="milestones"):
+            TrainOptions(lr_schedule="step", **bad)
+    with pytest.raises(dgm.ConfigError, match="milestones"):
+        TrainOptions(lr_milestones=(3,))  # without the step schedule they would be ignored silently
+
+
+def test_step_schedule_trains_and_resumes_at_the_lower_rate(tmp_path):
+    """A run with a milestone reaches the lower rate at that epoch, and its JSON-stored options (the
+    milestones a list there) resume."""
+    opts = {**OPTS, "epochs": 3, "lr_schedule": "step", "lr_gamma": 0.5, "lr_milestones": (2,)}
+    res = dgm.train(fresh_model(), dynamic_data(), **opts)
+    assert [h["lr"] for h in res.history] == pytest.approx([OPTS["lr"], OPTS["lr"], OPTS["lr"] * 0.5])
+    dgm.train(fresh_model(), dynamic_data(), out=tmp_path / "run", **{**opts, "max_steps": 15})
+    again = dgm.train(fresh_model(), dynamic_data(), out=tmp_path / "run", resume=True, **opts)
+    assert [h["lr"] for h in again.history] == pytest.approx([h["lr"] for h in res.history])

@@ -72,7 +72,8 @@ class TrainOptions:
     max_minutes: float | None = None  # stop after this much training time (validation included)
     lr_schedule: str = "constant"  # "constant" | "cosine" | "exponential", see :func:`learning_rate`
     lr_min: float = 0.0  # the cosine schedule's final learning rate; the exponential schedule's floor
-    lr_gamma: float = 1.0  # the exponential schedule's factor per epoch
+    lr_gamma: float = 1.0  # the exponential schedule's factor per epoch; the step schedule's per milestone
+    lr_milestones: tuple[int, ...] = ()  # the step schedule's epochs at which lr is multiplied by lr_gamma
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps, before any schedule
     # Polyak averaging (an exponential moving average of the weights, decay per step; e.g. 0.999):
     # validation, the kept best weights and the returned model use the average, training the raw weights.
@@ -110,6 +111,18 @@ class TrainOptions:
             raise ConfigError(f"lr_min must lie in [0, lr], got {self.lr_min!r}")
         if not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"lr_gamma must lie in (0, 1], got {self.lr_gamma!r}")
+        self.lr_milestones = tuple(self.lr_milestones)  # a list when read back from JSON
+        if any(not isinstance(m, int) or m < 1 for m in self.lr_milestones) or list(
+            self.lr_milestones
+        ) != sorted(set(self.lr_milestones)):
+            raise ConfigError(f"lr_milestones must be increasing positive epochs, got {self.lr_milestones!r}")
+        if self.lr_schedule == "step" and not self.lr_milestones:
+            raise ConfigError("lr_schedule 'step' needs lr_milestones (the epochs after which lr is cut)")
+        if self.lr_schedule != "step" and self.lr_milestones:
+            raise ConfigError(
+                f"lr_milestones {list(self.lr_milestones)} are only used by lr_schedule 'step', "
+                f"got {self.lr_schedule!r}"
+            )
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
@@ -120,7 +133,7 @@ class TrainOptions:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
-SCHEDULES = ("constant", "cosine", "exponential")
+SCHEDULES = ("constant", "cosine", "exponential", "step")
 
 
 def make_optimizer(opts: TrainOptions, parameters) -> torch.optim.Optimizer:
@@ -146,7 +159,10 @@ def learning_rate(opts: TrainOptions, step: int, steps_per_epoch: int) -> float:
     Being stateless, the schedule needs nothing in the checkpoint beyond the step counter, so a resumed
     run follows it exactly. ``cosine`` anneals from ``lr`` to ``lr_min`` over the whole run (``max_steps``
     where given, else ``epochs`` epochs; Loshchilov & Hutter 2017, without restarts); ``exponential``
-    multiplies by ``lr_gamma`` after every epoch (as NADE and MADE were trained), never below ``lr_min``.
+    multiplies by ``lr_gamma`` after every epoch (as NADE and MADE were trained), never below ``lr_min``;
+    ``step`` multiplies by ``lr_gamma`` once each of ``lr_milestones`` epochs is done (as torch's
+    MultiStepLR), never below ``lr_min``: a run trained at one rate until its validation curve flattens,
+    then at a tenth of it.
     """
     lr = opts.lr
     if opts.lr_schedule == "cosine":
@@ -155,6 +171,9 @@ def learning_rate(opts: TrainOptions, step: int, steps_per_epoch: int) -> float:
         lr = opts.lr_min + (opts.lr - opts.lr_min) * 0.5 * (1 + math.cos(math.pi * t))
     elif opts.lr_schedule == "exponential":
         lr = max(opts.lr * opts.lr_gamma ** (step // steps_per_epoch), opts.lr_min)
+    elif opts.lr_schedule == "step":
+        passed = sum(step // steps_per_epoch >= m for m in opts.lr_milestones)
+        lr = max(opts.lr * opts.lr_gamma**passed, opts.lr_min)
     if step < opts.warmup_steps:
         lr *= (step + 1) / opts.warmup_steps
     return lr
