@@ -29,6 +29,8 @@ GRID_MODELS = {
         dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, batch_norm=True, base="mog", num_components=3),
     ),
     "iaf": ("iaf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5)),
+    "maf-shift-after": ("maf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, shift="after")),
+    "iaf-shift-after": ("iaf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, shift="after")),
 }
 
 
@@ -70,6 +72,13 @@ def test_samples_are_scored_like_any_other_point(name, grad):
     assert x.shape == (64, 5) and x.dtype == torch.float64 and log_prob.requires_grad == grad
     torch.testing.assert_close(log_prob, rescored, atol=1e-8, rtol=1e-8)
     torch.testing.assert_close(model.sample(64, generator=torch.Generator().manual_seed(0)), x.float())
+
+
+@pytest.mark.parametrize("name", ["maf", "iaf"])
+def test_shift_after_scale_samples_are_scored_like_any_other_point(name):
+    model = tiny(name, 5, scale=0.3, shift="after")
+    x, log_prob = model.sample_and_log_prob(64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(log_prob, model.log_prob(x), atol=1e-8, rtol=1e-8)
 
 
 def test_iaf_samples_in_one_pass_and_scores_outside_points_in_d():

