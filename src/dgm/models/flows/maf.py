@@ -86,7 +86,8 @@ class MAF(Flow):
         num_components: mixture components of the ``"mog"`` base.
         scale_clamp: c of the soft clamp ``c · tanh(α / c)`` on the log-scales (None: unclamped).
         shift: ``"before"`` (the paper's ``(x − μ) · exp(−α)``) or ``"after"`` (``x · exp(−α) + m``: the same
-            maps, trained faster on the 2-D toys; see :mod:`dgm.models.flows.transforms.autoregressive`).
+            maps, reparametrised; faster on some toys, slower on others, see
+            :mod:`dgm.models.flows.transforms.autoregressive`).
         logit_alpha: if set, data in [0, 1] are first mapped by ``logit(α + (1 − 2α) x)`` (the paper: 1e-6 on
             MNIST), its log-det included.
         num_classes: if set, a one-hot class label is an extra (unmasked) input of every MADE: p(x | y).

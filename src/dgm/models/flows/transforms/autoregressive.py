@@ -16,9 +16,12 @@ finite for any input.
 
 ``shift="after"`` reparametrises the shift: the MADE outputs ``m_d`` and ``μ_d = −m_d · exp(α_d)``, so that
 ``z_d = x_d · exp(−α_d) + m_d``. The family of maps is the same; the gradients are not: the paper's form
-scales the shift's gradient by ``exp(−α_d)`` and couples it to the scale's. Measured on the 2-D toys (MAF,
-5 layers of MADE 1×100, Adam 1e-3, 10 epochs, 3 seeds, test NLL): 8gaussians 1.873 → 1.749, circles
-≈2.65 → 2.610 (zuko, whose affine map is ``x · exp(a) + b``: 1.765 and 2.599).
+scales the shift's gradient by ``exp(−α_d)`` and couples it to the scale's. Neither form trains faster
+everywhere: on the 2-D toys (5 layers of MADE 1×100, Adam 1e-3, 10 epochs, 3 seeds; benchmarks/RESULTS.md,
+sections flows-toy and flows-toy-shift-after) "after" took MAF on 8gaussians from 1.849 to 1.748 nats,
+on circles from 2.650 to 2.626 and on spirals from 2.369 to 2.351, left it within 0.005 on checkerboard
+and pinwheel and worse on moons (1.335 → 1.353); IAF was worse on five toys (8gaussians 1.770 → 1.875)
+and equal on checkerboard. The paper's form stays the default.
 """
 
 from __future__ import annotations
