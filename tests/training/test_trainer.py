@@ -367,6 +367,9 @@ def test_step_schedule():
     floor = TrainOptions(lr=1.0, lr_schedule="step", lr_gamma=0.1, lr_milestones=[1, 2], lr_min=0.05)
     assert floor.lr_milestones == (1, 2)  # as read back from a JSON list
     assert learning_rate(floor, 7, 3) == pytest.approx(0.05)
+    assert TrainOptions(lr_schedule="step", lr_milestones=5).lr_milestones == (5,)
+    with pytest.raises(dgm.ConfigError, match="milestones"):
+        TrainOptions(lr_schedule="step", lr_milestones="40")
     for bad in ({"lr_milestones": (3, 2)}, {"lr_milestones": (0,)}, {"lr_milestones": (2, 2)}, {}):
         with pytest.raises(dgm.ConfigError, match="milestones"):
             TrainOptions(lr_schedule="step", **bad)

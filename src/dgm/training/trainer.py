@@ -111,6 +111,10 @@ class TrainOptions:
             raise ConfigError(f"lr_min must lie in [0, lr], got {self.lr_min!r}")
         if not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"lr_gamma must lie in (0, 1], got {self.lr_gamma!r}")
+        if isinstance(self.lr_milestones, int):
+            self.lr_milestones = (self.lr_milestones,)
+        if not isinstance(self.lr_milestones, (list, tuple)):
+            raise ConfigError(f"lr_milestones must be a sequence of epochs, got {self.lr_milestones!r}")
         self.lr_milestones = tuple(self.lr_milestones)  # a list when read back from JSON
         if any(not isinstance(m, int) or m < 1 for m in self.lr_milestones) or list(
             self.lr_milestones
