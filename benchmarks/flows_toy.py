@@ -45,6 +45,7 @@ import torch
 import dgm
 from benchmarks.common import table, update_results
 from dgm.data.transforms import Standardize
+from dgm.models.flows.transforms.autoregressive import SHIFTS
 from dgm.training import seed_everything
 
 TOYS = ("moons", "circles", "8gaussians", "checkerboard", "pinwheel", "spirals")
@@ -245,7 +246,7 @@ def main():
     )
     p.add_argument(
         "--shift",
-        choices=["before", "after"],
+        choices=SHIFTS,
         default="before",
         help="where dgm's MAF/IAF layers put their shift: the paper's (x − μ)·exp(−α) or x·exp(−α) + m "
         "(the same maps; zuko's form)",

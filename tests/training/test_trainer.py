@@ -343,6 +343,14 @@ def test_cli_offers_every_precision():
     assert tuple(next(a.choices for a in train._actions if a.dest == "precision")) == PRECISIONS
 
 
+def test_cli_offers_every_lr_schedule():
+    from dgm.cli import _parser
+    from dgm.training.trainer import SCHEDULES
+
+    train = next(a for a in _parser()._actions if a.dest == "command").choices["train"]
+    assert tuple(next(a.choices for a in train._actions if a.dest == "lr_schedule")) == SCHEDULES
+
+
 def test_training_flushes_subnormals_and_restores_the_default():
     """Inside training a subnormal float reads as 0 (decayed optimizer averages would otherwise run on
     x86's slow subnormal path); before and after, torch's default keeps it."""
@@ -356,8 +364,9 @@ def test_training_flushes_subnormals_and_restores_the_default():
 
 
 def test_step_schedule():
-    """The step schedule multiplies the rate by lr_gamma at each milestone epoch (the first epoch at the
-    lower rate), floored at lr_min; milestones are validated and only accepted with it."""
+    """The step schedule multiplies the rate by lr_gamma once each milestone's number of epochs is done
+    (milestone m: epoch m, counted from 0, is the first at the lower rate), floored at lr_min; milestones
+    are validated and only accepted with it."""
     from dgm.training.trainer import TrainOptions, learning_rate
 
     step = TrainOptions(lr=1.0, lr_schedule="step", lr_gamma=0.1, lr_milestones=(2, 4))

@@ -70,7 +70,7 @@ class TrainOptions:
     checkpoint_every: float = 300.0  # seconds between mid-epoch checkpoints (one is always written per epoch)
     max_steps: int | None = None  # stop after this many optimizer steps in total
     max_minutes: float | None = None  # stop after this much training time (validation included)
-    lr_schedule: str = "constant"  # "constant" | "cosine" | "exponential", see :func:`learning_rate`
+    lr_schedule: str = "constant"  # one of SCHEDULES, see :func:`learning_rate`
     lr_min: float = 0.0  # the cosine schedule's final learning rate; the exponential schedule's floor
     lr_gamma: float = 1.0  # the exponential schedule's factor per epoch; the step schedule's per milestone
     lr_milestones: tuple[int, ...] = ()  # the step schedule's epochs at which lr is multiplied by lr_gamma
