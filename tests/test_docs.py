@@ -62,3 +62,14 @@ def test_documented_command_is_valid(where, command):
     data = getattr(args, "data", None) or []
     for name in [data] if isinstance(data, str) else data:  # `dgm classify` takes several
         dataset_info(name)  # raises for an unknown dataset name
+
+
+def test_readme_python_tour_runs(tmp_path, monkeypatch):
+    # The README's first Python block is the tour a new user pastes: it must run as written (embedded
+    # data, a few seconds), from a fresh directory, with its outputs under runs/x there.
+    block = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert (tmp_path / "runs" / "x" / "model.safetensors").is_file()
+    assert namespace["samples"].shape[0] == 64
