@@ -73,3 +73,23 @@ def test_readme_python_tour_runs(tmp_path, monkeypatch):
     exec(compile(block, "README.md", "exec"), namespace)
     assert (tmp_path / "runs" / "x" / "model.safetensors").is_file()
     assert namespace["samples"].shape[0] == 64
+
+
+PYTHON_BLOCKS = [
+    (path.name, i, block)
+    for path in DOCS
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", path.read_text(), re.S))
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "index", "block"), PYTHON_BLOCKS, ids=[f"{w}:{i}" for w, i, _ in PYTHON_BLOCKS]
+)
+def test_documented_python_compiles_and_its_imports_exist(where, index, block):
+    # Most blocks need trained runs or minutes of training, so only their syntax and imports are checked:
+    # a renamed function breaks the import here.
+    import ast
+
+    tree = ast.parse(block, filename=f"{where} block {index}")
+    imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    exec(compile(ast.Module(body=imports, type_ignores=[]), f"{where} block {index}", "exec"), {})
