@@ -385,6 +385,12 @@ def report(rows: list[dict], args) -> str:
             "z = x·exp(−α) + m, as zuko's affine map does) instead of the paper's (x − μ)·exp(−α): the "
             "same maps and parameters, reparametrised; the default is the paper's form."
         )
+    elif any(r["model"] in ("maf", "iaf") for r in rows):
+        lines.append(
+            "dgm's MAF and IAF layers use the paper's (x − μ)·exp(−α) (the default `shift='before'`); "
+            "nflows and zuko parametrise the same maps with the shift after the scale, x·s + t. "
+            "`--shift after` measures dgm in that form."
+        )
     if any(r["toy"] == "digits" for r in rows):
         lines.append(
             "digits: `digits-dequantized` (8×8, 17 levels, 1,257/180/360), u ~ U[0, 1)^64 redrawn every "
