@@ -201,7 +201,7 @@ def cached_train(store: Path, key: str, make, train, valid, minutes: float, reus
     model = make()
     info_file = run / "benchmark.json"
     if reuse and (run / ckpt.WEIGHTS).exists() and info_file.exists():
-        if ckpt.read_json(run / ckpt.CONFIG) == json.loads(json.dumps(model.config)):
+        if ckpt.read_config(run / ckpt.CONFIG) == json.loads(json.dumps(model.config)):
             info = ckpt.read_json(info_file)
             print(f"{key}: reusing {run} ({info['steps']} steps, {info['train_min']:.1f} min)", flush=True)
             return ckpt.load(run), info

@@ -383,13 +383,14 @@ def report(rows: list[dict], args) -> str:
         lines.append(
             "dgm's MAF and IAF layers here put the shift after the scale (`shift='after'`: "
             "z = x·exp(−α) + m, as zuko's affine map does) instead of the paper's (x − μ)·exp(−α): the "
-            "same maps and parameters, reparametrised; the default is the paper's form."
+            "same maps and parameters, reparametrised; MAF's default since 2026-11-25, IAF's default is "
+            "the paper's form."
         )
     elif any(r["model"] in ("maf", "iaf") for r in rows):
         lines.append(
-            "dgm's MAF and IAF layers use the paper's (x − μ)·exp(−α) (the default `shift='before'`); "
-            "nflows and zuko parametrise the same maps with the shift after the scale, x·s + t. "
-            "`--shift after` measures dgm in that form."
+            "dgm's MAF and IAF layers here use the paper's (x − μ)·exp(−α) (`--shift before`: IAF's "
+            "default, and MAF's until 2026-11-25); nflows and zuko parametrise the same maps with the "
+            "shift after the scale, x·s + t, which `--shift after` measures."
         )
     if any(r["toy"] == "digits" for r in rows):
         lines.append(

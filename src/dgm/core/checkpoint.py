@@ -22,7 +22,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
-from dgm.core.errors import CheckpointError
+from dgm.core.errors import CheckpointError, ConfigError
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -64,6 +64,22 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+
+
+def read_config(path: str | Path) -> dict:
+    """A stored model config, brought up to date: an option its model added later with a default other
+    than what older runs were built with (the class's ``legacy_options``) gets that older value when the
+    file lacks it, so an old checkpoint rebuilds the model it was trained as."""
+    from dgm.core.registry import get_entry
+
+    config = read_json(path)
+    if not isinstance(config, dict) or "model" not in config:
+        raise CheckpointError(f"{path} is not a model config (no 'model' key)")
+    try:
+        legacy = get_entry(config["model"]).cls.legacy_options
+    except ConfigError:  # an unknown name: build() reports it, with the list of models
+        return config
+    return {**legacy, **config}
 
 
 def save_tensors(
@@ -148,7 +164,7 @@ def load(run_dir: str | Path, device: str | torch.device | None = None, weights:
         run_dir, weights = run_dir.parent, run_dir.name
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
-    config = read_json(run_dir / CONFIG)
+    config = read_config(run_dir / CONFIG)
     model = build(config)
     tensors, _ = load_tensors(run_dir / weights)
     if weights == TRAINING_STATE:

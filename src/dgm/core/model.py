@@ -35,10 +35,14 @@ class GenerativeModel(nn.Module):
     Class attributes:
         name:  the registry name (set by :func:`dgm.register`).
         exact: True where ``log_prob`` is exact; False where it is an estimate or a bound.
+        legacy_options: options whose default changed after checkpoints were written without them,
+            mapped to the value those checkpoints were built with (applied by ``dgm.load`` and resumes
+            to a stored config that lacks the key).
     """
 
     name: ClassVar[str] = ""
     exact: ClassVar[bool] = True
+    legacy_options: ClassVar[dict] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -601,7 +601,7 @@ class Trainer:
 
     def _restore_checkpoint(self, path: Path) -> None:
         tensors, meta = ckpt.load_tensors(path)
-        config = ckpt.read_json(self.out / ckpt.CONFIG)
+        config = ckpt.read_config(self.out / ckpt.CONFIG)
         if config != self.model.config:
             raise CheckpointError(f"cannot resume {self.out}: its config.json describes a different model")
         ckpt.load_state_into(

@@ -189,8 +189,10 @@ def test_imitation_on_paired_noise_matches_the_teachers_map():
 
 
 def test_pairs_of_a_logit_teacher_keep_only_samples_inside_the_support():
-    teach = dgm.build("maf", event_shape=(4,), num_layers=1, hidden_sizes=[8], logit_alpha=1e-6, seed=0)
-    with torch.no_grad():  # spread the samples so that some leave the pixels' range
+    teach = dgm.build(
+        "maf", event_shape=(4,), num_layers=1, hidden_sizes=[8], logit_alpha=1e-6, shift="before", seed=0
+    )
+    with torch.no_grad():  # spread the samples (the log-scales' bias, paper form) so some leave the range
         [p for n, p in teach.named_parameters() if n.endswith("bias")][-1].add_(2.5)
     bound = math.log((1 - 1e-6) / 1e-6)
     with torch.no_grad():

@@ -29,7 +29,7 @@ GRID_MODELS = {
         dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, batch_norm=True, base="mog", num_components=3),
     ),
     "iaf": ("iaf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5)),
-    "maf-shift-after": ("maf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, shift="after")),
+    "maf-shift-before": ("maf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, shift="before")),
     "iaf-shift-after": ("iaf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, shift="after")),
 }
 
@@ -74,9 +74,9 @@ def test_samples_are_scored_like_any_other_point(name, grad):
     torch.testing.assert_close(model.sample(64, generator=torch.Generator().manual_seed(0)), x.float())
 
 
-@pytest.mark.parametrize("name", ["maf", "iaf"])
-def test_shift_after_scale_samples_are_scored_like_any_other_point(name):
-    model = tiny(name, 5, scale=0.3, shift="after")
+@pytest.mark.parametrize(("name", "shift"), [("maf", "before"), ("iaf", "after")])
+def test_the_non_default_shift_scores_its_samples_like_any_other_point(name, shift):
+    model = tiny(name, 5, scale=0.3, shift=shift)
     x, log_prob = model.sample_and_log_prob(64, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(log_prob, model.log_prob(x), atol=1e-8, rtol=1e-8)
 
@@ -293,3 +293,26 @@ def test_gaussian_mixture_base():
     torch.testing.assert_close(base.log_prob(z), expected)
     g = torch.Generator().manual_seed(2)
     assert base.sample(6, generator=g).shape == (6, 2, 2)
+
+
+def test_maf_defaults_to_the_shift_after_the_scale_and_old_checkpoints_keep_the_papers_form(tmp_path):
+    from dgm.core import checkpoint
+
+    assert dgm.build("maf", event_shape=(3,)).config["shift"] == "after"
+    assert dgm.build("iaf", event_shape=(3,)).config["shift"] == "before"
+    # A run saved before MAF had a ``shift`` option: its config lacks the key, and its weights were
+    # trained as (x − μ)·exp(−α). It must load as that model, not as today's default.
+    old = build("maf", (4,), 0.5, num_layers=2, hidden_sizes=[16], shift="before")
+    checkpoint.save_model(old, tmp_path)
+    config = checkpoint.read_json(tmp_path / checkpoint.CONFIG)
+    del config["shift"]
+    checkpoint.write_json(tmp_path / checkpoint.CONFIG, config)
+    loaded = dgm.load(tmp_path).double()
+    assert loaded.config["shift"] == "before"
+    x = torch.randn(16, 4, dtype=torch.float64)
+    # The run's weights were float64; a loaded model is built in float32 and rounds them (≈1e-7).
+    torch.testing.assert_close(loaded.log_prob(x), old.log_prob(x), rtol=1e-5, atol=1e-5)
+    # The same weights read in the other form give another density: the key is not cosmetic.
+    config["shift"] = "after"
+    checkpoint.write_json(tmp_path / checkpoint.CONFIG, config)
+    assert not torch.allclose(dgm.load(tmp_path).double().log_prob(x), old.log_prob(x), rtol=1e-3, atol=1e-3)
