@@ -196,7 +196,7 @@ def test_existing_run_is_not_overwritten(tmp_path):
 
 def test_resume_refuses_a_different_model(tmp_path):
     dgm.train(fresh_model(), dynamic_data(), out=tmp_path, **{**OPTS, "epochs": 1})
-    with pytest.raises(dgm.CheckpointError, match="different model"):
+    with pytest.raises(dgm.CheckpointError, match=r"different model \(alpha: .* in the run, 3.0 now\)"):
         dgm.train(
             dgm.build("independent", event_shape=(10,), alpha=3.0),
             dynamic_data(),

@@ -602,8 +602,14 @@ class Trainer:
     def _restore_checkpoint(self, path: Path) -> None:
         tensors, meta = ckpt.load_tensors(path)
         config = ckpt.read_config(self.out / ckpt.CONFIG)
-        if config != self.model.config:
-            raise CheckpointError(f"cannot resume {self.out}: its config.json describes a different model")
+        current = self.model.config
+        if config != current:
+            # Name the options that differ: after a default changes, the fix is to pass the run's value.
+            keys = sorted(k for k in config.keys() | current.keys() if config.get(k) != current.get(k))
+            diff = ", ".join(f"{k}: {config.get(k)!r} in the run, {current.get(k)!r} now" for k in keys[:4])
+            raise CheckpointError(
+                f"cannot resume {self.out}: its config.json describes a different model ({diff})"
+            )
         ckpt.load_state_into(
             self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path
         )
