@@ -20,12 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
+def fenced_blocks(path: Path, language: str = "[a-z]*") -> list[str]:
+    """The contents of the fenced code blocks of ``path`` whose info string matches ``language``."""
+    return re.findall(rf"```{language}\n(.*?)```", path.read_text(), re.S)
+
+
 def documented_commands() -> list[tuple[str, str]]:
     """(file, command) for every line starting with ``dgm `` in a fenced code block, continuations joined
     and trailing ``# comments`` dropped."""
     found = []
     for path in DOCS:
-        for block in re.findall(r"```[a-z]*\n(.*?)```", path.read_text(), re.S):
+        for block in fenced_blocks(path):
             for line in re.sub(r"\\\n\s*", " ", block).splitlines():
                 line = line.strip()
                 if line.startswith("dgm "):
@@ -67,7 +72,7 @@ def test_documented_command_is_valid(where, command):
 def test_readme_python_tour_runs(tmp_path, monkeypatch):
     # The README's first Python block is the tour a new user pastes: it must run as written (embedded
     # data, a few seconds), from a fresh directory, with its outputs under runs/x there.
-    block = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[0]
+    block = fenced_blocks(ROOT / "README.md", "python")[0]
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)
@@ -76,9 +81,7 @@ def test_readme_python_tour_runs(tmp_path, monkeypatch):
 
 
 PYTHON_BLOCKS = [
-    (path.name, i, block)
-    for path in DOCS
-    for i, block in enumerate(re.findall(r"```python\n(.*?)```", path.read_text(), re.S))
+    (path.name, i, block) for path in DOCS for i, block in enumerate(fenced_blocks(path, "python"))
 ]
 
 
