@@ -219,3 +219,21 @@ def test_orthogonal_init_is_orthogonal_seeded_and_still_autoregressive():
         assert_autoregressive(mlp_jacobian(net, x, None, mask_index=m), net.orderings[m])
     with pytest.raises(ConfigError, match="init"):
         MaskedMLP(D, [30], init="xavier")
+
+
+def test_dropout_keeps_the_autoregressive_property_and_is_off_in_eval_mode():
+    D, seed = 8, int(torch.randint(1000, ()))
+    options = dict(num_masks=2, order_agnostic=True, connectivity_agnostic=True, direct_connection=True)
+    net = MaskedMLP(D, [40, 30], dropout=0.5, seed=seed, **options).double()
+    plain = MaskedMLP(D, [40, 30], seed=seed, **options).double()
+    plain.load_state_dict(net.state_dict())
+    x = torch.randn(D, dtype=torch.float64)
+    net.train()
+    for m in range(2):  # a fresh dropout draw per Jacobian: dropping units never adds an input
+        assert_autoregressive(mlp_jacobian(net, x, None, mask_index=m), net.orderings[m])
+    drawn = torch.stack([net(x[None], mask_index=0) for _ in range(4)])
+    assert not torch.allclose(drawn[0], drawn[1:])  # training draws differ ...
+    net.eval()
+    assert torch.equal(net(x[None], mask_index=1), plain(x[None], mask_index=1))  # ... eval is the whole net
+    with pytest.raises(ConfigError, match="dropout"):
+        MaskedMLP(D, [30], dropout=1.0)

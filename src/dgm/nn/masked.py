@@ -209,6 +209,9 @@ class MaskedMLP(nn.Module):
         init: ``"default"`` (PyTorch's uniform fan-in initialisation) or ``"orthogonal"``: every weight
             matrix (before masking) a random orthogonal one (Saxe et al. 2014), biases zero, as Germain
             et al.'s code (``weights_initialization="Orthogonal"``).
+        dropout: probability of zeroing each hidden unit's activation in training (Srivastava et al.
+            2014); evaluation and ``generate`` use the whole network. Dropping a unit removes inputs from
+            later units but never adds any, so the autoregressive structure holds in training as well.
         seed: seeds the orderings and degrees, so a config rebuilds the same masks.
     """
 
@@ -229,9 +232,13 @@ class MaskedMLP(nn.Module):
         condition_on_mask: bool = False,
         direct_connection: bool = False,
         init: str = "default",
+        dropout: float = 0.0,
         seed: int = 0,
     ):
         super().__init__()
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
         if init not in ("default", "orthogonal"):
             raise ConfigError(f"unknown init {init!r}; use 'default' or 'orthogonal'")
         hidden_sizes = [int(h) for h in hidden_sizes]
@@ -381,6 +388,8 @@ class MaskedMLP(nn.Module):
                 h = h + (self.mask_weights[i] * (layer.mask if mask is None else mask)).mean(1)
             if i < last:
                 h = self.activation(h)
+                if self.dropout:
+                    h = F.dropout(h, self.dropout, self.training)
         if self.direct is not None:
             mask = None
             if mask_index is not None or ordering is not None:

@@ -122,6 +122,19 @@ def test_masks_survive_a_checkpoint(tmp_path):
     assert torch.equal(loaded.log_prob(x), dgm.load(tmp_path).log_prob(x))  # deterministic evaluation
 
 
+def test_dropout_is_training_only_and_survives_a_checkpoint(tmp_path):
+    model = build(D=7, masks=3, dropout=0.3)
+    x = all_configurations(7).double()
+    model.train()
+    assert not torch.equal(model.log_prob(x[:5]), model.log_prob(x[:5]))  # a fresh dropped network per call
+    model.eval()
+    assert torch.allclose(model.log_prob(x).logsumexp(0).exp(), torch.ones((), dtype=torch.float64))
+    save_model(model.float(), tmp_path)
+    loaded = dgm.load(tmp_path)
+    assert loaded.config["dropout"] == 0.3 and loaded.net.dropout == 0.3
+    assert torch.equal(loaded.log_prob(x.float()), model.log_prob(x.float()))
+
+
 def test_class_conditional_normalises_for_every_class():
     model = build(D=7, masks=3, num_classes=3)
     x = all_configurations(7).double()

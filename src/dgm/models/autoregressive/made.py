@@ -59,6 +59,9 @@ class MADE(GenerativeModel):
         direct_connection: a masked linear map from the inputs straight to the outputs beside the hidden
             layers, as in Germain et al.'s MNIST experiments (see :class:`dgm.nn.masked.MaskedMLP`).
         init: ``"default"`` or ``"orthogonal"`` weights (see :class:`dgm.nn.masked.MaskedMLP`).
+        dropout: probability of dropping each hidden unit in training mode (``model.train()``; not in
+            the paper: a regulariser for wide networks, see :class:`dgm.nn.masked.MaskedMLP`). In eval
+            mode ``log_prob`` uses the whole network; ``sample`` always does.
         train_orderings: ``"masks"`` trains on the ``num_masks`` masks' own orderings; ``"random"`` draws a
             fresh uniformly random ordering at every training step (with mask m's hidden degrees), the
             order-agnostic training of Uria, Murray & Larochelle (2014), so that the conditionals of
@@ -83,6 +86,7 @@ class MADE(GenerativeModel):
         condition_on_mask: bool = False,
         direct_connection: bool = False,
         init: str = "default",
+        dropout: float = 0.0,
         train_orderings: str = "masks",
         num_classes: int | None = None,
         seed: int = 0,
@@ -116,6 +120,7 @@ class MADE(GenerativeModel):
             condition_on_mask=condition_on_mask,
             direct_connection=direct_connection,
             init=init,
+            dropout=dropout,
             seed=seed,
         )
         # Position in the training cycle of masks; a buffer so that a resumed run continues the cycle.
