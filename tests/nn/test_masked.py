@@ -235,5 +235,6 @@ def test_dropout_keeps_the_autoregressive_property_and_is_off_in_eval_mode():
     assert not torch.allclose(drawn[0], drawn[1:])  # training draws differ ...
     net.eval()
     assert torch.equal(net(x[None], mask_index=1), plain(x[None], mask_index=1))  # ... eval is the whole net
-    with pytest.raises(ConfigError, match="dropout"):
-        MaskedMLP(D, [30], dropout=1.0)
+    for bad in (1.0, -0.1, "half"):
+        with pytest.raises(ConfigError, match="dropout"):
+            MaskedMLP(D, [30], dropout=bad)

@@ -236,7 +236,7 @@ class MaskedMLP(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        if not 0.0 <= float(dropout) < 1.0:
+        if not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         self.dropout = float(dropout)
         if init not in ("default", "orthogonal"):
