@@ -247,12 +247,7 @@ MODELS = {
     ),
     "made-2x500": (
         "made",
-        {
-            "hidden_sizes": [500, 500],
-            "num_masks": 32,
-            "connectivity_agnostic": True,
-            "direct_connection": True,
-        },
+        {**MADE_1X500, "hidden_sizes": [500, 500]},
         MADE_ADAM,
         "86.64 (Germain et al. 2015)",
         86.7,
