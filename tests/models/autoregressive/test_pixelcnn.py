@@ -166,11 +166,17 @@ def test_sampling_band_gives_the_full_image_logits(name, C, first, kernel):
         top = max(0, r - model.receptive_rows)
         band = model._head(model._features(model._scale(x[:, :, top : r + 1]), None)[:, :, -1:])
         torch.testing.assert_close(band[:, :, 0], full[:, :, r], rtol=1e-5, atol=1e-5)
-    # One row fewer is not enough: the crop is as small as it can be.
+    # One row fewer is not enough: the crop is as small as it can be. With ReLUs one weight draw can leave
+    # every path from the dropped row inactive on all inputs (about 3 draws in 1000 for the 3×3 PixelCNN),
+    # so the row counts as needed if it changes the logits under any of a few fresh draws.
     r = H - 1
     top = r - model.receptive_rows + 1
-    band = model._head(model._features(model._scale(x[:, :, top : r + 1]), None)[:, :, -1:])
-    assert not torch.allclose(band[:, :, 0], full[:, :, r])
+    differs = False
+    for _ in range(4):
+        band = model._head(model._features(model._scale(x[:, :, top : r + 1]), None)[:, :, -1:])
+        differs |= not torch.allclose(band[:, :, 0], model.logits(x)[:, :, r])
+        perturb_parameters(model, 0.3)
+    assert differs
 
 
 @pytest.mark.parametrize("name", MODELS)

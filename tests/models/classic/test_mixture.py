@@ -88,7 +88,11 @@ def test_recovers_a_known_gaussian_mixture():
 def test_recovers_a_known_bernoulli_mixture():
     truth = known_bernoulli_mixture(D=20, K=3)
     x = truth.sample(20_000, generator=torch.Generator().manual_seed(3))
-    model = best_of_restarts(lambda: MixtureBernoulli((20,), components=3, alpha=0.0, tol=1e-8), x)
+    # Three k-means++ starts all stopped at one local optimum (NLL 9.25 against the truth's 8.62) for
+    # DGM_TEST_SEED=49297, where starts 3-7 find the truth; with eight that draw passes.
+    model = best_of_restarts(
+        lambda: MixtureBernoulli((20,), components=3, alpha=0.0, tol=1e-8), x, seeds=range(8)
+    )
     true_mu, est_mu = truth.logits.sigmoid().detach(), model.logits.sigmoid().detach()
     perm = match_components(est_mu, true_mu)
     assert (est_mu[perm] - true_mu).abs().max().item() < 0.05
