@@ -8,6 +8,7 @@ from dgm import ConfigError
 from dgm.nn.masked import (
     MaskedLinear,
     MaskedMLP,
+    ResidualMaskedMLP,
     input_degrees,
     made_degrees,
     made_masks,
@@ -238,3 +239,76 @@ def test_dropout_keeps_the_autoregressive_property_and_is_off_in_eval_mode():
     for bad in (1.0, -0.1, "half"):
         with pytest.raises(ConfigError, match="dropout"):
             MaskedMLP(D, [30], dropout=bad)
+
+
+@pytest.mark.parametrize("num_blocks", [1, 3])
+def test_residual_made_is_autoregressive_and_its_blocks_start_as_the_identity(num_blocks):
+    D = 6
+    ordering = random_ordering(D)
+    net = ResidualMaskedMLP(
+        D,
+        20,
+        num_blocks,
+        num_outputs_per_dim=2,
+        context_size=3,
+        ordering=ordering.tolist(),
+        hidden_degrees="random",
+        seed=int(torch.randint(1000, ())),
+    ).double()
+    assert torch.equal(net.ordering(), ordering)
+    assert len(net.layers) == 2 + 2 * num_blocks
+    x = torch.randn(4, D, dtype=torch.float64)
+    context = torch.randn(4, 3, dtype=torch.float64)
+    # Every block's last layer is zero: the network is the linear MADE W_out W_0 x.
+    h = net.layers[0](x) + net.context_hidden(context)
+    linear = (net.layers[-1](h) + net.context_output(context)).reshape(4, 2, D)
+    torch.testing.assert_close(net(x, context), linear, atol=1e-12, rtol=0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))
+    assert not torch.allclose(net(x, context), linear)
+    jac = mlp_jacobian(net, x[0], context[:1])
+    assert_autoregressive(jac, ordering)
+    # The context reaches even the first dimension's outputs.
+    first = ordering[0]
+    jc = torch.autograd.functional.jacobian(lambda c: net(x[:1], c[None])[0, :, first], context[0])
+    assert jc.abs().max() > 0
+
+
+@pytest.mark.parametrize(("D", "activation"), [(7, "relu"), (7, "sigmoid"), (1, "tanh")])
+def test_residual_made_generates_a_fixed_point_of_its_forward_pass_in_one_evaluation(D, activation):
+    """σ(0) ≠ 0 for the sigmoid: units not yet computed must count as absent, not as σ(0)."""
+    n = 5
+    net = ResidualMaskedMLP(
+        D, 16, 2, num_outputs_per_dim=2, context_size=2, ordering="random", activation=activation, seed=3
+    )
+    net = net.double()
+    calls = []
+    net.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    context = torch.randn(n, 2, dtype=torch.float64)
+    given = torch.randn(n, 1, D, dtype=torch.float64)
+    for start in (0, min(3, D)):
+        out = net.generate(lambda d, p: torch.tanh(p[:, :1]), given, context, start=start)
+        assert not calls  # no full pass: each unit is computed once, when its inputs are final
+        expect = torch.tanh(net(out, context)[:, :1])
+        calls.clear()
+        kept = net.ordering()[:start]
+        assert torch.equal(out[:, :, kept], given[:, :, kept])
+        expect[:, :, kept] = given[:, :, kept]
+        torch.testing.assert_close(out, expect, atol=1e-12, rtol=0)
+
+
+def test_residual_made_options_are_checked():
+    for options, message in [
+        ({"num_blocks": 0}, "num_blocks"),
+        ({"hidden_size": 0}, "positive"),
+        ({"activation": "swish"}, "activation"),
+        ({"ordering": [0, 0, 1]}, "permutation"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            ResidualMaskedMLP(3, **{"hidden_size": 8, **options})
+    with pytest.raises(ConfigError, match="one mask"):
+        ResidualMaskedMLP(3, 8).ordering(1)

@@ -539,3 +539,146 @@ class MaskedMLP(nn.Module):
                 a1.baddbmm_(delta, w_in[cols])  # w_in[cols]: (masks, p_in, H1)
             inputs[rows_all, :, d_rows] = new
         return inputs
+
+
+class ResidualMaskedMLP(nn.Module):
+    """ResMADE: a MADE whose hidden layers are pre-activation residual blocks.
+
+    Nash & Durkan (2019), "Autoregressive Energy Machines", §3.1; the MADE inside nflows' MAF and the
+    neural spline flows (Durkan et al. 2019). With one hidden width H and ``num_blocks`` = B:
+
+        h_0 = W_0 x (+ V c),   h_b = h_{b−1} + W_{b,2} σ(W_{b,1} σ(h_{b−1})),   out = W_out h_B (+ U c)
+
+    Every hidden vector (the residual stream and the inside of each block) has width H and the same
+    degrees, so a skip connection adds units of equal degree and every masked product keeps MADE's rules
+    (Germain et al. 2015, eqs. 12–13): output d still depends only on the inputs before d. Each block's
+    last layer starts at zero, so the network starts as the linear MADE ``W_out W_0 x`` and each block
+    begins as the identity (the stream is never squashed: σ acts only inside the blocks).
+
+    One mask (MAF's conditioner); the layout is :class:`MaskedMLP`'s: outputs ``(N, P_out, D)``. ``layers``
+    lists the masked layers in order, ``layers[-1]`` being the output layer. :meth:`generate` costs one
+    network evaluation in all, as :meth:`MaskedMLP.generate` does.
+
+    Args:
+        num_dims: D.
+        hidden_size: H, the width of every hidden vector.
+        num_blocks: B ≥ 1 residual blocks (two masked layers each).
+        num_outputs_per_dim, context_size, ordering, hidden_degrees, activation, seed: as :class:`MaskedMLP`.
+    """
+
+    def __init__(
+        self,
+        num_dims: int,
+        hidden_size: int,
+        num_blocks: int = 1,
+        *,
+        num_outputs_per_dim: int = 1,
+        context_size: int = 0,
+        ordering="natural",
+        hidden_degrees: str = "even",
+        activation: str = "relu",
+        seed: int = 0,
+    ):
+        super().__init__()
+        if num_dims < 1 or int(hidden_size) < 1:
+            raise ConfigError(f"num_dims and hidden_size must be positive, got {num_dims}, {hidden_size}")
+        if not isinstance(num_blocks, int) or num_blocks < 1:
+            raise ConfigError(f"num_blocks must be a positive int, got {num_blocks!r}")
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}")
+        H = int(hidden_size)
+        self.num_dims, self.hidden_size, self.num_blocks = num_dims, H, num_blocks
+        self.num_inputs_per_dim, self.num_outputs_per_dim = 1, num_outputs_per_dim
+        self.context_size = int(context_size)
+        self.activation = ACTIVATIONS[activation]()
+        g = torch.Generator().manual_seed(seed)
+        order = make_ordering(ordering, num_dims, g)
+        self.register_buffer("orderings", order[None])
+        inputs, hidden = made_degrees(order, [H], hidden_degrees, g)
+        self.register_buffer("degrees", hidden)  # of every hidden vector
+        into_hidden, into_output = made_masks([inputs, hidden], 1, num_outputs_per_dim)
+        within = (hidden[:, None] >= hidden[None, :]).float()  # hidden → hidden (eq. 12)
+        self.layers = nn.ModuleList(
+            [
+                MaskedLinear(num_dims, H, into_hidden),
+                *(MaskedLinear(H, H, within) for _ in range(2 * num_blocks)),
+                MaskedLinear(H, num_dims * num_outputs_per_dim, into_output),
+            ]
+        )
+        for second in self.layers[2:-1:2]:
+            nn.init.zeros_(second.weight)
+            nn.init.zeros_(second.bias)
+        if self.context_size:
+            self.context_hidden = nn.Linear(self.context_size, H, bias=False)
+            self.context_output = nn.Linear(self.context_size, num_dims * num_outputs_per_dim, bias=False)
+
+    def ordering(self, mask_index: int = 0) -> Tensor:
+        if int(mask_index) != 0:
+            raise ConfigError(f"a residual MADE has one mask, got mask index {mask_index}")
+        return self.orderings[0]
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Outputs ``(N, P_out, D)`` for inputs ``(N, D)`` (or ``(N, 1, D)``)."""
+        h = self.layers[0](x.reshape(len(x), -1))
+        if self.context_size:
+            h = h + self.context_hidden(context)
+        blocks = self.layers[1:-1]
+        for first, second in zip(blocks[0::2], blocks[1::2], strict=True):
+            h = h + second(self.activation(first(self.activation(h))))
+        out = self.layers[-1](h)
+        if self.context_size:
+            out = out + self.context_output(context)
+        return out.reshape(len(x), self.num_outputs_per_dim, self.num_dims)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        step: Callable[[Tensor, Tensor], Tensor],
+        inputs: Tensor,
+        context: Tensor | None = None,
+        start: int = 0,
+    ) -> Tensor:
+        """:meth:`MaskedMLP.generate` for the one mask: fill ``inputs`` ``(N, 1, D)`` position by position.
+
+        Every hidden vector's units of degree k depend only on the positions before k and on units of
+        degree <= k, so they are computed once, at position k; the first layer's pre-activation gains one
+        input column per position. Summed over the D positions this is one network evaluation.
+        """
+        n, dtype = len(inputs), self.layers[0].weight.dtype
+        order, D = self.orderings[0], self.num_dims
+        inputs = inputs.to(dtype).clone()
+        later = torch.ones(D, dtype=torch.bool, device=inputs.device)
+        later[order[:start]] = False
+        inputs[:, :, later] = 0
+        first, *hidden, out = self.layers
+        w_in = first.masked_weight()
+        weights = [(layer.masked_weight(), layer.bias) for layer in hidden]
+        w_out = out.masked_weight().reshape(self.num_outputs_per_dim, D, -1)
+        b_out = out.bias.reshape(self.num_outputs_per_dim, D).expand(n, -1, -1)
+        if self.context_size:
+            b_out = b_out + self.context_output(context).reshape(n, self.num_outputs_per_dim, D)
+        a1 = first(inputs.reshape(n, D))  # positions not yet drawn are 0
+        if self.context_size:
+            a1 = a1 + self.context_hidden(context)
+        # σ of each block's input and of its inner layer, on the units computed so far (0 elsewhere, so a
+        # product over the whole vector sees exactly the units a mask keeps); h: the final stream.
+        streams = [a1.new_zeros(n, self.hidden_size) for _ in range(2 * self.num_blocks)]
+        h = a1.new_zeros(n, self.hidden_size)
+        for t in range(D):
+            units = (self.degrees == t).nonzero()[:, 0]
+            if len(units):
+                u = a1[:, units]
+                for b in range(self.num_blocks):
+                    (w1, b1), (w2, b2) = weights[2 * b], weights[2 * b + 1]
+                    streams[2 * b][:, units] = self.activation(u)
+                    streams[2 * b + 1][:, units] = self.activation(streams[2 * b] @ w1[units].T + b1[units])
+                    u = u + streams[2 * b + 1] @ w2[units].T + b2[units]
+                h[:, units] = u
+            if t < start:
+                continue
+            d = order[t]
+            params = h @ w_out[:, d].T + b_out[:, :, d]
+            new = step(d.expand(n), params).to(dtype)  # (N, 1)
+            a1 += new * w_in[:, d]
+            inputs[:, :, d] = new
+        return inputs

@@ -31,6 +31,8 @@ GRID_MODELS = {
     "iaf": ("iaf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5)),
     "maf-shift-before": ("maf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, shift="before")),
     "iaf-shift-after": ("iaf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, shift="after")),
+    "maf-resmade": ("maf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, residual_blocks=1)),
+    "iaf-resmade": ("iaf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, residual_blocks=2)),
 }
 
 
@@ -124,7 +126,16 @@ def test_logit_preprocessing_refuses_data_outside_the_unit_interval(name):
 
 @pytest.mark.parametrize("name", FLOWS)
 def test_context_changes_the_density_and_every_parameter_learns(name):
-    model = tiny(name, 3, scale=0.3, num_classes=3).train()
+    _context_changes_the_density_and_every_parameter_learns(name)
+
+
+@pytest.mark.parametrize("name", ["maf", "iaf"])
+def test_a_residual_made_flow_is_conditional_and_every_parameter_learns(name):
+    _context_changes_the_density_and_every_parameter_learns(name, residual_blocks=2)
+
+
+def _context_changes_the_density_and_every_parameter_learns(name, **options):
+    model = tiny(name, 3, scale=0.3, num_classes=3, **options).train()
     x = torch.randn(32, 3, dtype=torch.float64)
     labels = torch.arange(32) % 3
     with torch.no_grad():
@@ -138,7 +149,7 @@ def test_context_changes_the_density_and_every_parameter_learns(name):
     with pytest.raises(DataError, match="class-conditional"):
         model.log_prob(x)
     with pytest.raises(DataError, match="without num_classes"):
-        tiny(name, 3).log_prob(x, labels)
+        tiny(name, 3, **options).log_prob(x, labels)
 
 
 # ------------------------------------------------------------------- Gaussian AR model = one-layer MAF
@@ -263,6 +274,9 @@ def test_options_are_checked():
         ("nice", {"num_layers": 0}, "num_layers"),
         ("nice", {"hidden_sizes": [8, 0]}, "positive"),
         ("maf", {"logit_alpha": 0.7}, "alpha"),
+        ("maf", {"residual_blocks": 1, "hidden_sizes": [8, 8]}, "one hidden width"),
+        ("iaf", {"residual_blocks": -1}, "residual_blocks"),
+        ("maf", {"residual_blocks": 1.5}, "residual_blocks"),
     ]:
         with pytest.raises(ConfigError, match=message):
             dgm.build(name, event_shape=(4,), **options)

@@ -115,6 +115,18 @@ CASES = {
         0,
     ),
     "made-affine-1d": (lambda: MaskedAffineAutoregressive(1, [8]), (1,), "real", 0),
+    "resmade-affine": (
+        lambda: MaskedAffineAutoregressive(5, [16], residual_blocks=2, ordering="random", seed=3),
+        (5,),
+        "real",
+        0,
+    ),
+    "resmade-affine-context": (
+        lambda: MaskedAffineAutoregressive(4, [12], residual_blocks=1, context_size=3, shift="after"),
+        (4,),
+        "real",
+        3,
+    ),
     "iaf-layer": (lambda: InverseTransform(MaskedAffineAutoregressive(5, [16])), (5,), "real", 0),
     "squeeze": (Squeeze, (1, 4, 4), "real", 0),
     "factor-out": (
@@ -299,8 +311,40 @@ def test_autoregressive_inverse_paths_agree_and_cost_d_passes(shift):
     assert len(calls) == 1  # the density direction: one pass
 
 
-def test_autoregressive_layer_is_triangular_in_its_ordering():
-    layer = MaskedAffineAutoregressive(5, [20, 20], ordering="random", seed=4).double()
+def test_residual_made_layer_inverse_paths_agree():
+    layer = MaskedAffineAutoregressive(6, [16], residual_blocks=2, ordering="random", shift="after", seed=1)
+    layer = layer.double()
+    perturb(layer, 0.5)
+    calls = []
+    layer.conditioner.register_forward_hook(lambda *args: calls.append(1))
+    z = torch.randn(5, 6, dtype=torch.float64)
+    with torch.no_grad():
+        fast, fast_log_det = layer.inverse_and_log_det(z)  # unit by unit, one evaluation in all
+    assert not calls
+    slow, slow_log_det = layer.inverse_and_log_det(z.requires_grad_())
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(fast_log_det, slow_log_det.detach(), atol=1e-12, rtol=1e-12)
+    back, log_det = layer(fast)
+    torch.testing.assert_close(back, z.detach(), atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(log_det, -fast_log_det, atol=1e-10, rtol=1e-10)
+
+
+def test_options_that_shape_the_made_refuse_a_given_conditioner():
+    made = MaskedAffineAutoregressive(3, [8]).conditioner
+    for options, message in [
+        ({"shift": "after"}, "shift='after'"),
+        ({"residual_blocks": 1}, "residual_blocks"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            MaskedAffineAutoregressive(3, conditioner=made, **options)
+
+
+@pytest.mark.parametrize("residual_blocks", [0, 2])
+def test_autoregressive_layer_is_triangular_in_its_ordering(residual_blocks):
+    if residual_blocks:
+        layer = MaskedAffineAutoregressive(5, [20], residual_blocks=2, ordering="random", seed=4).double()
+    else:
+        layer = MaskedAffineAutoregressive(5, [20, 20], ordering="random", seed=4).double()
     perturb(layer, 0.5)
     x = torch.randn(5, dtype=torch.float64)
     jac = torch.autograd.functional.jacobian(lambda v: layer(v[None])[0][0], x)

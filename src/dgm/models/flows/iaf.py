@@ -50,6 +50,8 @@ class IAF(Flow):
         num_components: mixture components of the ``"mog"`` base.
         scale_clamp: c of the soft clamp on the log-scales (None: unclamped).
         shift: ``"before"`` or ``"after"``: where each layer's shift sits (see MAF).
+        residual_blocks: 0 (MADE) or B > 0 (a ResMADE of B blocks of the one width in ``hidden_sizes``; see
+            MAF).
         logit_alpha: if set, data in [0, 1] are modelled through ``logit(α + (1 − 2α) x)``.
         num_classes: if set, a one-hot class label is an extra input of every MADE: p(x | y).
         seed: seeds the orderings, degrees and mixture means.
@@ -68,6 +70,7 @@ class IAF(Flow):
         num_components: int = 10,
         scale_clamp: float | None = 3.0,
         shift: str = "before",
+        residual_blocks: int = 0,
         logit_alpha: float | None = None,
         num_classes: int | None = None,
         seed: int = 0,
@@ -84,6 +87,7 @@ class IAF(Flow):
             hidden_degrees=hidden_degrees,
             scale_clamp=scale_clamp,
             shift=shift,
+            residual_blocks=residual_blocks,
             seed=seed,
         )
         # Data → latent is the inverse of the stack read latent → data: reversing the layer list makes

@@ -35,9 +35,10 @@ from torch import Tensor, nn
 
 from dgm.core.errors import ConfigError, DataError
 from dgm.models.flows.transforms.base import Transform, check_context, soft_clamp
-from dgm.nn.masked import MaskedMLP
+from dgm.nn.masked import MaskedMLP, ResidualMaskedMLP
 
 SHIFTS = ("before", "after")
+MADES = (MaskedMLP, ResidualMaskedMLP)  # conditioners with an ordering and a generate()
 
 
 class MaskedAffineAutoregressive(Transform):
@@ -53,6 +54,9 @@ class MaskedAffineAutoregressive(Transform):
         scale_clamp: c of the soft clamp on α (None: no clamp).
         shift: ``"before"`` (the paper's ``(x − μ) · exp(−α)``) or ``"after"`` (``x · exp(−α) + m``, see the
             module docstring; MADE conditioners only).
+        residual_blocks: 0 for MADE (:class:`~dgm.nn.masked.MaskedMLP`); B > 0 for a ResMADE with B residual
+            blocks of the one width in ``hidden_sizes`` (:class:`~dgm.nn.masked.ResidualMaskedMLP`, the
+            conditioner of nflows' MAF).
         seed: seeds the ordering and degrees.
         conditioner: instead of a MADE, any module ``(x (N, D), context) → (N, 2, D)`` giving ``(μ, α̂)`` whose
             output for dimension d depends only on earlier dimensions of some ordering (e.g. another
@@ -70,6 +74,7 @@ class MaskedAffineAutoregressive(Transform):
         hidden_degrees: str = "even",
         scale_clamp: float | None = 3.0,
         shift: str = "before",
+        residual_blocks: int = 0,
         seed: int = 0,
         conditioner: nn.Module | None = None,
     ):
@@ -82,16 +87,29 @@ class MaskedAffineAutoregressive(Transform):
             )
         self.num_features, self.context_size, self.scale_clamp = num_features, int(context_size), scale_clamp
         self.shift = shift
+        if not isinstance(residual_blocks, int) or residual_blocks < 0:
+            raise ConfigError(f"residual_blocks must be a non-negative int, got {residual_blocks!r}")
+        if residual_blocks and conditioner is not None:
+            raise ConfigError(
+                "residual_blocks shapes the MADE this layer builds; a given conditioner has none"
+            )
         if conditioner is None:
-            conditioner = MaskedMLP(
-                num_features,
-                list(hidden_sizes),
-                num_outputs_per_dim=2,
-                context_size=self.context_size,
-                ordering=ordering,
-                hidden_degrees=hidden_degrees,
-                activation=activation,
-                seed=seed,
+            if residual_blocks and len(hidden_sizes) != 1:
+                raise ConfigError(
+                    f"residual_blocks needs one hidden width (every block keeps it), got {list(hidden_sizes)}"
+                )
+            made_options = {
+                "num_outputs_per_dim": 2,
+                "context_size": self.context_size,
+                "ordering": ordering,
+                "hidden_degrees": hidden_degrees,
+                "activation": activation,
+                "seed": seed,
+            }
+            conditioner = (
+                ResidualMaskedMLP(num_features, hidden_sizes[0], residual_blocks, **made_options)
+                if residual_blocks
+                else MaskedMLP(num_features, list(hidden_sizes), **made_options)
             )
             # The layer starts as the identity (μ = α = 0): a deep stack starts well conditioned.
             nn.init.zeros_(conditioner.layers[-1].weight)
@@ -103,7 +121,7 @@ class MaskedAffineAutoregressive(Transform):
     @property
     def ordering(self) -> Tensor | None:
         """The MADE's ordering (position t holds dimension ordering[t]); None for a custom conditioner."""
-        return self.conditioner.ordering(0) if isinstance(self.conditioner, MaskedMLP) else None
+        return self.conditioner.ordering(0) if isinstance(self.conditioner, MADES) else None
 
     def _params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         """``(μ, α)`` of every position."""
@@ -135,7 +153,7 @@ class MaskedAffineAutoregressive(Transform):
         needs_grad = torch.is_grad_enabled() and (
             z.requires_grad or any(p.requires_grad for p in self.parameters())
         )
-        if isinstance(self.conditioner, MaskedMLP) and not needs_grad:
+        if isinstance(self.conditioner, MADES) and not needs_grad:
             return self._generate(z, context)
         x = torch.zeros_like(z)
         alpha = z.new_zeros(z.shape)
