@@ -6,6 +6,10 @@ same training loop, same machine, in one run.
     python -m benchmarks.flows_toy --toys moons --models maf --epochs 50 --seeds 8 --maf-hidden 100,100 \
         --section flows-maf-moons-2x100                    (the same with the CS236 reference's MADE)
     python -m benchmarks.flows_toy --toys digits --epochs 100 --section flows-digits   (dequantised digits)
+    python -m benchmarks.flows_toy --models maf,iaf --residual-blocks 1 --shift after --peers ... \
+        --section flows-toy-resmade       (dgm's MAF/IAF with nflows' conditioner, a ResMADE of one block)
+    python -m benchmarks.flows_toy --models realnvp --dgm-option realnvp.scale_clamp=6.9 --peers ... \
+        --section flows-toy-realnvp-clamp          (one dgm option changed, e.g. zuko's log-scale bound)
     python -m benchmarks.flows_toy --smoke                                    (~1 min, RESULTS.md untouched)
 
 The peers live in their own environment (``benchmarks/peers/requirements.txt``), never in dgm's
@@ -18,9 +22,11 @@ batch 100, gradient norm clipped at 100, ``--epochs`` epochs, the weights of the
 scored on the test split. Architectures, identical across libraries: NICE 4 additive couplings with a
 ReLU MLP 100-100 and a final diagonal scaling, Gaussian base; RealNVP 6 affine couplings, MLP 100-100;
 MAF and IAF 5 MADE (1 hidden layer of 100) affine layers with the order reversed between layers (nflows
-applies its activation only inside residual blocks, so its closest MADE 1×100 is one block: W3·W2·relu(W1 x),
-the same function class with more parameters; without a block its MADE is linear); Gaussianization flow
-6 layers of 20 logistic kernels per dimension with a Householder rotation (zuko's GF; nflows has none),
+applies its activation only inside residual blocks, so its closest MADE 1×100 is one block: with h = W0 x,
+W3 (h + W2 relu(W1 relu(h))), the same function class with more parameters; without a block its MADE is
+linear; ``--residual-blocks 1`` gives dgm's MAF/IAF that very ResMADE, parameter for parameter, and drops
+zuko's rows); Gaussianization flow 6 layers of 20 logistic kernels per dimension with a Householder
+rotation (zuko's GF; nflows has none),
 dgm's initialised from training-data quantiles as the paper does (zuko has no data initialisation). One
 thread per process: these models are small, and the 2-core machine is shared. "time/epoch" is the
 median wall time of one epoch of training steps (validation excluded).
@@ -44,6 +50,7 @@ import torch
 
 import dgm
 from benchmarks.common import table, update_results
+from dgm.core.registry import get_entry
 from dgm.data.transforms import Standardize
 from dgm.models.flows.transforms.autoregressive import SHIFTS
 from dgm.training import seed_everything
@@ -115,6 +122,13 @@ def dequantised_digits() -> dict:
 
 def architecture(model_name: str, toy: str) -> dict:
     return dict((ARCH_DIGITS if toy == "digits" else ARCH)[model_name])
+
+
+def dgm_option(model_name: str, key: str):
+    """The ``key`` dgm's ``model_name`` is built with here: this benchmark's option, else the default."""
+    if key in DGM_OPTIONS[model_name]:
+        return DGM_OPTIONS[model_name][key]
+    return get_entry(model_name).options()[key].default
 
 
 def run_dgm(model_name: str, data: dict, args, toy: str = "moons", seed: int = 0) -> dict:
@@ -251,12 +265,42 @@ def main():
         help="where dgm's MAF/IAF layers put their shift: the paper's (x − μ)·exp(−α) or x·exp(−α) + m "
         "(the same maps; zuko's form)",
     )
+    p.add_argument(
+        "--residual-blocks",
+        type=int,
+        default=0,
+        help="give MAF/IAF a ResMADE of this many residual blocks, dgm's and nflows' alike (nflows' default "
+        "conditioner; zuko has none, so its MAF/IAF rows are skipped); 0: the protocol's MADE",
+    )
+    p.add_argument(
+        "--dgm-option",
+        action="append",
+        default=[],
+        metavar="MODEL.KEY=VALUE",
+        help="an option of one dgm model beyond the protocol, VALUE as JSON, e.g. realnvp.scale_clamp=6.9 "
+        "(repeatable; the peers are unchanged, the report lists it)",
+    )
     p.add_argument("--smoke", action="store_true", help="moons, MAF, 2 epochs; RESULTS.md untouched")
     args = p.parse_args()
     if args.maf_hidden:
         ARCH["maf"]["hidden_sizes"] = args.maf_hidden
     for name in ("maf", "iaf"):
         DGM_OPTIONS[name]["shift"] = args.shift
+        if args.residual_blocks:
+            for arch in (ARCH, ARCH_DIGITS):
+                arch[name]["residual_blocks"] = args.residual_blocks
+    args.extra = {}
+    for text in args.dgm_option:
+        name, _, rest = text.partition(".")
+        key, eq, value = rest.partition("=")
+        if name not in DGM_OPTIONS or not key or not eq:
+            p.error(
+                f"--dgm-option wants MODEL.KEY=VALUE with MODEL one of {', '.join(DGM_OPTIONS)}, got {text!r}"
+            )
+        try:
+            args.extra[name, key] = DGM_OPTIONS[name][key] = json.loads(value)
+        except json.JSONDecodeError:
+            p.error(f"--dgm-option {text!r}: {value!r} is not a JSON value (strings need quotes)")
     torch.set_num_threads(1)
     if args.smoke:
         args.toys, args.models, args.epochs = "moons", "maf", 2
@@ -287,6 +331,8 @@ def main():
                     for lib in ("nflows", "zuko"):
                         if lib == "nflows" and m == "gaussianization-flow":
                             continue  # nflows has no Gaussianization flow
+                        if lib == "zuko" and "residual_blocks" in architecture(m, toy):
+                            continue  # zuko's MADE has no residual blocks
                         runs = [
                             run_peer(args.peers, lib, m, npz, args, toy, seed) for seed in range(args.seeds)
                         ]
@@ -322,6 +368,7 @@ def report(rows: list[dict], args) -> str:
     dgm_rows = {(r["toy"], r["model"]): r["_r"] for r in rows if r["library"] == "dgm"}
     models, toys = dict.fromkeys(r["model"] for r in rows), dict.fromkeys(r["toy"] for r in rows)
     where = "dequantised 8×8 digits" if list(toys) == ["digits"] else f"the 2-D toys ({', '.join(toys)})"
+    peers = [lib for lib in ("nflows", "zuko") if any(r["library"] == lib for r in rows)]
     wins_nll = wins_time = total = 0
     for r in rows:
         if r["library"] == "dgm":
@@ -331,7 +378,9 @@ def report(rows: list[dict], args) -> str:
         wins_nll += ours["test_nll"] <= r["_r"]["test_nll"] + r["_r"]["test_stderr"]
         wins_time += ours["epoch_s"] <= r["_r"]["epoch_s"]
     lines = [
-        f"## {', '.join(models)} on {where} against nflows and zuko (issue #6), {args.epochs} epochs\n",
+        f"## {', '.join(models)} on {where} "
+        + (f"against {' and '.join(peers)}" if peers else "(dgm only)")
+        + f" (issue #6), {args.epochs} epochs\n",
         (
             "Each toy standardised (train mean/std), NLL in nats on the standardised scale"
             if "digits" not in toys
@@ -358,7 +407,7 @@ def report(rows: list[dict], args) -> str:
             f"comparisons, and its time per epoch at most the peer's in {wins_time} of {total}."
         )
     maf_moons = dgm_rows.get(("moons", "maf"))
-    if maf_moons is not None:
+    if maf_moons is not None and not args.residual_blocks:  # the anchor's network is a plain MADE
         nll = maf_moons["test_nll"]
         hidden = ARCH["maf"]["hidden_sizes"]
         lines.append(
@@ -379,6 +428,30 @@ def report(rows: list[dict], args) -> str:
                 "is not met. "
                 "nflows builds its MADE from the first width only (one residual block, as in every row)."
             )
+    extra = [f"{m} `{k}={json.dumps(v)}`" for (m, k), v in args.extra.items() if m in models]
+    if extra:
+        lines.append(
+            "dgm options beyond the protocol (dgm only; the peers keep theirs): " + ", ".join(extra) + "."
+        )
+    if ("realnvp", "scale_clamp") in args.extra and "realnvp" in models:
+        lines.append(
+            "dgm's affine couplings soft-clamp their log-scales to ±c as c·tanh(s/c), c = 3 by default (the "
+            "flows-toy section); zuko's bounds them to ±log(1000) ≈ 6.9 as s/(1 + |s|/6.9), nflows' scale "
+            "is sigmoid(s + 2) + 0.001, below 1.001."
+        )
+    if args.residual_blocks and any(r["model"] in ("maf", "iaf") for r in rows):
+        lines.append(
+            "MAF and IAF conditioners here are ResMADEs of "
+            + (
+                "one residual block"
+                if args.residual_blocks == 1
+                else f"{args.residual_blocks} residual blocks"
+            )
+            + " (Nash & Durkan 2019) in dgm (`residual_blocks`) and in nflows (its MADE's `num_blocks`): "
+            "the same network and parameter count; zuko has no residual MADE, so it has no MAF/IAF rows. "
+            "The layers still differ in the scale: nflows' is softplus(u) + 0.001 (no upper bound), "
+            f"dgm's exp of a log-scale soft-clamped to ±{dgm_option('maf', 'scale_clamp'):g}."
+        )
     if args.shift == "after" and any(r["model"] in ("maf", "iaf") for r in rows):
         lines.append(
             "dgm's MAF and IAF layers here put the shift after the scale (`shift='after'`: "

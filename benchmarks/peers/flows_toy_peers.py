@@ -44,8 +44,11 @@ def build_nflows(model: str, arch: dict, D: int):
     for i in range(L):
         if model in ("maf", "iaf"):
             # nflows applies its activation inside residual blocks only: num_blocks=0 would be a linear MADE.
-            # One block gives out = W3·W2·relu(W1 x): the same function class as MADE 1×H (more parameters).
-            layer = T.MaskedAffineAutoregressiveTransform(features=D, hidden_features=hidden[0], num_blocks=1)
+            # One block: out = W3 (h + W2 relu(W1 relu(h))), h = W0 x (a ResMADE; dgm's residual_blocks=1).
+            blocks = arch.get("residual_blocks") or 1
+            layer = T.MaskedAffineAutoregressiveTransform(
+                features=D, hidden_features=hidden[0], num_blocks=blocks
+            )
             layers += [layer if model == "maf" else T.InverseTransform(layer), T.ReversePermutation(D)]
         else:
             mask = torch.arange(D) % 2 == i % 2  # alternate which half is transformed
@@ -81,6 +84,8 @@ def build_zuko(model: str, arch: dict, D: int):
     import zuko
 
     L, hidden = arch["num_layers"], arch.get("hidden_sizes")
+    if arch.get("residual_blocks"):
+        raise SystemExit("zuko's MADE has no residual blocks")
     if model == "maf":
         return zuko.flows.MAF(D, transforms=L, hidden_features=hidden)
     if model == "iaf":
