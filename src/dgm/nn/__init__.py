@@ -1,6 +1,8 @@
-"""Layers shared by several model families: masked linear and convolutional layers, MADE degrees."""
+"""Layers shared by several model families: masked linear and convolutional layers, MADE degrees, and the
+soft clamp put on log-scales."""
 
 from dgm.nn.conv import GatedPixelCNNLayer, MaskedConv2d, PixelCNNResidualBlock, VerticalConv2d
+from dgm.nn.functional import soft_clamp
 from dgm.nn.masked import (
     MaskedLinear,
     MaskedMLP,
@@ -31,4 +33,5 @@ __all__ = [
     "make_ordering",
     "natural_ordering",
     "random_ordering",
+    "soft_clamp",
 ]

@@ -25,7 +25,7 @@ from torch.distributions import Bernoulli, Categorical, Distribution, Independen
 from dgm.core.distributions import sample as _core_sample
 from dgm.core.errors import ConfigError
 from dgm.core.support import Support
-from dgm.models.latent.networks import soft_clamp
+from dgm.nn.functional import soft_clamp
 
 KINDS = {
     "binary": ("bernoulli",),

@@ -18,8 +18,8 @@ from torch.distributions import Categorical, Distribution, Independent, MixtureS
 
 from dgm.core.errors import ConfigError
 from dgm.core.registry import register
-from dgm.models.latent.networks import soft_clamp
 from dgm.models.latent.vae import LATENT_LOG_SCALE_BOUND, VAE
+from dgm.nn.functional import soft_clamp
 
 
 @register(

@@ -19,8 +19,9 @@ from dgm.core.errors import ConfigError, DataError
 from dgm.core.registry import register
 from dgm.models.latent.base import LatentVariableModel
 from dgm.models.latent.decoders import Likelihood
-from dgm.models.latent.networks import MLPDecoder, MLPEncoder, hidden_list, mlp, soft_clamp
+from dgm.models.latent.networks import MLPDecoder, MLPEncoder, hidden_list, mlp
 from dgm.models.latent.vae import LATENT_LOG_SCALE_BOUND
+from dgm.nn.functional import soft_clamp
 
 
 def _gaussian(h: Tensor) -> Independent:

@@ -176,11 +176,3 @@ def build_decoder(architecture, in_features, hidden_sizes, event_shape, params_p
     if architecture == "mlp":
         return MLPDecoder(in_features, hidden_sizes, math.prod(event_shape), params_per_dim, act)
     return ConvDecoder(in_features, hidden_sizes, event_shape, params_per_dim, act, channels)
-
-
-def soft_clamp(t: Tensor, bound: float) -> Tensor:
-    """``bound · tanh(t / bound)``: the identity near 0, smoothly limited to (−bound, bound).
-
-    Used on log-scales so that inputs far from the data cannot overflow ``exp`` into inf/NaN.
-    """
-    return bound * torch.tanh(t / bound)

@@ -32,7 +32,8 @@ from dgm.core.errors import ConfigError, DataError
 from dgm.core.registry import register
 from dgm.models.latent.base import LatentVariableModel
 from dgm.models.latent.decoders import Likelihood, draw
-from dgm.models.latent.networks import build_decoder, build_encoder, hidden_list, soft_clamp
+from dgm.models.latent.networks import build_decoder, build_encoder, hidden_list
+from dgm.nn.functional import soft_clamp
 
 LATENT_LOG_SCALE_BOUND = 12.0
 

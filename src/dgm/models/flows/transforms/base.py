@@ -19,24 +19,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import torch
 from torch import Tensor, nn
 
 from dgm.core.errors import ConfigError, DataError
+from dgm.nn.functional import soft_clamp  # noqa: F401  (re-exported: the transforms' import point)
 
 
 def sum_except_batch(t: Tensor) -> Tensor:
     """Sum over every dimension but the first: per-element log-dets → one value per example ``(N,)``."""
     return t.reshape(len(t), -1).sum(1)
-
-
-def soft_clamp(s: Tensor, bound: float | None) -> Tensor:
-    """``bound · tanh(s / bound)``: a log-scale kept in (−bound, bound) with slope 1 near zero.
-
-    A hard clamp has zero gradient outside its range; this one never stops learning, and it keeps
-    ``exp(s)`` finite however far an input is from the data. ``None`` leaves ``s`` unchanged.
-    """
-    return s if bound is None else bound * torch.tanh(s / bound)
 
 
 def check_context(context: Tensor | None, context_size: int) -> Tensor | None:
