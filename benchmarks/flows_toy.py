@@ -10,6 +10,9 @@ same training loop, same machine, in one run.
         --section flows-toy-resmade       (dgm's MAF/IAF with nflows' conditioner, a ResMADE of one block)
     python -m benchmarks.flows_toy --models realnvp --dgm-option realnvp.scale_clamp=6.9 --peers ... \
         --section flows-toy-realnvp-clamp          (one dgm option changed, e.g. zuko's log-scale bound)
+    python -m benchmarks.flows_toy --toys pinwheel,spirals --models realnvp --seeds 12 --peers ... \
+        --peer-libraries zuko --section flows-toy-realnvp-12-seeds     (one comparison, more seeds)
+    python -m benchmarks.flows_toy ... --swap-xy      (the toys' coordinates swapped, for every library)
     python -m benchmarks.flows_toy --smoke                                    (~1 min, RESULTS.md untouched)
 
 The peers live in their own environment (``benchmarks/peers/requirements.txt``), never in dgm's
@@ -250,6 +253,11 @@ def main():
     p.add_argument("--models", default=",".join(ARCH))
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--peers", help="python of the peers' environment (benchmarks/peers/requirements.txt)")
+    p.add_argument(
+        "--peer-libraries",
+        default="nflows,zuko",
+        help="which peers to run from --peers, e.g. zuko (a many-seed rerun of one comparison)",
+    )
     p.add_argument("--section", default="flows-toy", help="RESULTS.md section to write")
     p.add_argument("--seeds", type=int, default=1, help="runs per library and model (seeds 0..N-1), averaged")
     p.add_argument(
@@ -280,6 +288,12 @@ def main():
         help="an option of one dgm model beyond the protocol, VALUE as JSON, e.g. realnvp.scale_clamp=6.9 "
         "(repeatable; the peers are unchanged, the report lists it)",
     )
+    p.add_argument(
+        "--swap-xy",
+        action="store_true",
+        help="give every library the 2-D toys with their coordinates swapped: a flat coupling flow's first "
+        "layer then transforms the other one (dgm and nflows transform coordinate 0 first, zuko 1)",
+    )
     p.add_argument("--smoke", action="store_true", help="moons, MAF, 2 epochs; RESULTS.md untouched")
     args = p.parse_args()
     if args.maf_hidden:
@@ -305,6 +319,12 @@ def main():
     if args.smoke:
         args.toys, args.models, args.epochs = "moons", "maf", 2
     toys, models = args.toys.split(","), args.models.split(",")
+    if args.swap_xy and "digits" in toys:
+        p.error("--swap-xy is for the 2-D toys; digits has 64 coordinates")
+    peer_libraries = args.peer_libraries.split(",")
+    for lib in peer_libraries:
+        if lib not in ("nflows", "zuko"):
+            p.error(f"unknown peer library {lib!r}; choose from nflows, zuko")
     for m in models:
         if m not in ARCH:
             p.error(f"unknown model {m!r}; choose from {', '.join(ARCH)}")
@@ -319,6 +339,8 @@ def main():
                 np.savez(npz, **{s: x.numpy() for s, x in arrays.items()})
             else:
                 data = standardised(toy)
+                if args.swap_xy:
+                    data = {split: x.flip(1) for split, x in data.items()}
                 np.savez(npz, **{s: x.numpy() for s, x in data.items()})
             trained = {}
             for m in models:
@@ -328,7 +350,7 @@ def main():
                     r.pop("_model")
                 results = [over_seeds(ours_runs)]
                 if args.peers:
-                    for lib in ("nflows", "zuko"):
+                    for lib in peer_libraries:
                         if lib == "nflows" and m == "gaussianization-flow":
                             continue  # nflows has no Gaussianization flow
                         if lib == "zuko" and "residual_blocks" in architecture(m, toy):
@@ -438,6 +460,19 @@ def report(rows: list[dict], args) -> str:
             "dgm's affine couplings soft-clamp their log-scales to ±c as c·tanh(s/c), c = 3 by default (the "
             "flows-toy section); zuko's bounds them to ±log(1000) ≈ 6.9 as s/(1 + |s|/6.9), nflows' scale "
             "is sigmoid(s + 2) + 0.001, below 1.001."
+        )
+    coupling = [m for m in ("nice", "realnvp") if m in models]
+    if coupling and "digits" not in toys:
+        lines.append(
+            f"In these 2-D {' and '.join(coupling)} flows the couplings alternate which coordinate they "
+            "transform; dgm and nflows transform coordinate 0 first, zuko coordinate 1. "
+            + (
+                "Here every library saw the toys with their two coordinates swapped (`--swap-xy`), so "
+                "dgm's and nflows' first coupling transforms the coordinate zuko's first transforms in the "
+                "other sections."
+                if args.swap_xy
+                else "`--swap-xy` gives every library the toys with their coordinates swapped."
+            )
         )
     if args.residual_blocks and any(r["model"] in ("maf", "iaf") for r in rows):
         lines.append(
