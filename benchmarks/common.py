@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import sys
@@ -103,7 +104,8 @@ def table(rows: list[dict], columns: list[str]) -> str:
 def _command() -> str:
     """How to re-run this script: as a module from the repository root, with the shared data."""
     module = "benchmarks." + Path(sys.argv[0]).stem
-    return " ".join(["DGM_DATA_DIR=../shared/data python -m", module, *sys.argv[1:]])
+    # shlex: an argument such as maf.scale_fn="softplus" must keep its quotes to be pasted into a shell.
+    return f"DGM_DATA_DIR=../shared/data python -m {module} {shlex.join(sys.argv[1:])}".rstrip()
 
 
 def save_row(store: Path, name: str, row: dict) -> None:

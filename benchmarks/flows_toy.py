@@ -484,9 +484,22 @@ def report(rows: list[dict], args) -> str:
             )
             + " (Nash & Durkan 2019) in dgm (`residual_blocks`) and in nflows (its MADE's `num_blocks`): "
             "the same network and parameter count; zuko has no residual MADE, so it has no MAF/IAF rows. "
-            "The layers still differ in the scale: nflows' is softplus(u) + 0.001 (no upper bound), "
-            f"dgm's exp of a log-scale soft-clamped to ±{dgm_option('maf', 'scale_clamp'):g}."
         )
+        for name in dict.fromkeys(r["model"] for r in rows if r["model"] in ("maf", "iaf")):
+            if dgm_option(name, "scale_fn") == "softplus":
+                scale = f"dgm's {name} uses nflows' scale here too (`scale_fn=\"softplus\"`)"
+            else:
+                scale = (
+                    f"dgm's {name} scale is exp of a log-scale soft-clamped to "
+                    f"±{dgm_option(name, 'scale_clamp'):g}, nflows' softplus(u) + 0.001 (no upper bound)"
+                )
+            start = (
+                "starts each layer as the identity (its last layer zeroed), nflows from PyTorch's default"
+                if dgm_option(name, "identity_init")
+                else "keeps PyTorch's default last layer, as nflows (`identity_init=false`)"
+            )
+            lines[-1] += f"{scale}; it {start}. "
+        lines[-1] = lines[-1].rstrip()
     if args.shift == "after" and any(r["model"] in ("maf", "iaf") for r in rows):
         lines.append(
             "dgm's MAF and IAF layers here put the shift after the scale (`shift='after'`: "

@@ -64,6 +64,19 @@ def test_density_integrates_to_one_on_a_2d_grid(case):
     assert total == pytest.approx(1.0, abs=5e-4)
 
 
+@pytest.mark.parametrize("name", ["maf", "iaf"])
+def test_softplus_scaled_density_integrates_to_one_on_a_2d_grid(name):
+    # nflows' scale is unbounded and reaches down to 1e-3, so weights moved as far as GRID_MODELS' (0.3)
+    # can spread the mass well past the grid; moved by 0.05 from the start (a scaling by ≈ 0.69 per layer)
+    # it stays inside.
+    model = build(name, scale=0.05, num_layers=2, hidden_sizes=[8], scale_fn="softplus", residual_blocks=1)
+    grid = torch.linspace(-30, 30, 601, dtype=torch.float64)
+    with torch.no_grad():
+        density = model.log_prob(torch.cartesian_prod(grid, grid)).exp().reshape(len(grid), len(grid))
+    total = torch.trapezoid(torch.trapezoid(density, grid, dim=1), grid).item()
+    assert total == pytest.approx(1.0, abs=5e-4)
+
+
 @pytest.mark.parametrize("grad", [False, True], ids=["no-grad", "grad"])
 @pytest.mark.parametrize("name", FLOWS)
 def test_samples_are_scored_like_any_other_point(name, grad):
@@ -277,6 +290,7 @@ def test_options_are_checked():
         ("maf", {"residual_blocks": 1, "hidden_sizes": [8, 8]}, "one hidden width"),
         ("iaf", {"residual_blocks": -1}, "residual_blocks"),
         ("maf", {"residual_blocks": 1.5}, "residual_blocks"),
+        ("iaf", {"scale_fn": "tanh"}, "scale_fn must be one of exp, softplus"),
     ]:
         with pytest.raises(ConfigError, match=message):
             dgm.build(name, event_shape=(4,), **options)

@@ -4,6 +4,8 @@ Each case is perturbed off its (mostly identity) initialisation and checked on f
 float32 (inverse to 1e-5) and float64 (inverse to 1e-10, log-dets to 1e-8 against autograd).
 """
 
+import math
+
 import pytest
 import torch
 
@@ -123,6 +125,20 @@ CASES = {
     ),
     "resmade-affine-context": (
         lambda: MaskedAffineAutoregressive(4, [12], residual_blocks=1, context_size=3, shift="after"),
+        (4,),
+        "real",
+        3,
+    ),
+    "made-affine-softplus": (
+        lambda: MaskedAffineAutoregressive(
+            5, [16, 16], scale_fn="softplus", identity_init=False, shift="after"
+        ),
+        (5,),
+        "real",
+        0,
+    ),
+    "resmade-affine-softplus-context": (
+        lambda: MaskedAffineAutoregressive(4, [12], residual_blocks=1, context_size=3, scale_fn="softplus"),
         (4,),
         "real",
         3,
@@ -336,6 +352,7 @@ def test_options_that_shape_the_made_refuse_a_given_conditioner():
     for options, message in [
         ({"shift": "after"}, "shift='after'"),
         ({"residual_blocks": 1}, "residual_blocks"),
+        ({"identity_init": False}, "identity_init"),
     ]:
         with pytest.raises(ConfigError, match=message):
             MaskedAffineAutoregressive(3, conditioner=made, **options)
@@ -438,6 +455,28 @@ def test_logit_scores_its_own_saturated_samples():
     assert torch.isfinite(back).all() and torch.isfinite(log_det).all()
     torch.testing.assert_close(back[:, 2], z[:, 2])
     assert back[0, 3] > 15 and back[0, 1] < -15  # saturated values stay saturated, on the right side
+
+
+@pytest.mark.parametrize("residual_blocks", [0, 1])
+def test_softplus_scale_is_nflows_parametrisation(residual_blocks):
+    """scale_fn='softplus': z = x · (softplus(α̂) + 10⁻³) + m from the MADE's outputs (m, α̂), log-det the sum
+    of the log-scales; identity_init zeroes the last layer (a start at softplus(0) + 10⁻³ everywhere),
+    identity_init=False keeps PyTorch's default there."""
+    options = dict(residual_blocks=residual_blocks, scale_fn="softplus", shift="after", ordering="random")
+    layer = MaskedAffineAutoregressive(5, [16], identity_init=False, seed=2, **options).double()
+    assert layer.conditioner.layers[-1].weight.abs().sum() > 0
+    x = 5 * torch.randn(7, 5, dtype=torch.float64)
+    out = layer.conditioner(x, None)
+    scale = torch.nn.functional.softplus(out[:, 1]) + 1e-3
+    z, log_det = layer(x)
+    torch.testing.assert_close(z, x * scale + out[:, 0])
+    torch.testing.assert_close(log_det, scale.log().sum(1))
+    start = MaskedAffineAutoregressive(5, [16], seed=2, **options).double()
+    torch.testing.assert_close(start(x)[0], x * (math.log(2) + 1e-3))
+    with pytest.raises(ConfigError, match="scale_fn"):
+        MaskedAffineAutoregressive(5, [16], scale_fn="sigmoid")
+    with pytest.raises(ConfigError, match="identity_init"):
+        MaskedAffineAutoregressive(5, [16], identity_init="no")
 
 
 def test_shift_after_scale_is_the_same_map_reparametrised():

@@ -49,6 +49,8 @@ class IAF(Flow):
         base: ``"normal"``, ``"logistic"`` or ``"mog"`` (``num_components`` Gaussians).
         num_components: mixture components of the ``"mog"`` base.
         scale_clamp: c of the soft clamp on the log-scales (None: unclamped).
+        scale_fn: ``"exp"`` or ``"softplus"`` (nflows' scale; see MAF).
+        identity_init: each layer starts as the identity (False: PyTorch's default last layer; see MAF).
         shift: ``"before"`` or ``"after"``: where each layer's shift sits (see MAF).
         residual_blocks: 0 (MADE) or B > 0 (a ResMADE of B blocks of the one width in ``hidden_sizes``; see
             MAF).
@@ -69,6 +71,8 @@ class IAF(Flow):
         base: str = "normal",
         num_components: int = 10,
         scale_clamp: float | None = 3.0,
+        scale_fn: str = "exp",
+        identity_init: bool = True,
         shift: str = "before",
         residual_blocks: int = 0,
         logit_alpha: float | None = None,
@@ -86,6 +90,8 @@ class IAF(Flow):
             activation=activation,
             hidden_degrees=hidden_degrees,
             scale_clamp=scale_clamp,
+            scale_fn=scale_fn,
+            identity_init=identity_init,
             shift=shift,
             residual_blocks=residual_blocks,
             seed=seed,

@@ -38,6 +38,8 @@ def autoregressive_layers(
     activation: str = "relu",
     hidden_degrees: str = "even",
     scale_clamp: float | None = 3.0,
+    scale_fn: str = "exp",
+    identity_init: bool = True,
     shift: str = "before",
     residual_blocks: int = 0,
     seed: int = 0,
@@ -60,6 +62,8 @@ def autoregressive_layers(
                 activation=activation,
                 hidden_degrees=hidden_degrees,
                 scale_clamp=scale_clamp,
+                scale_fn=scale_fn,
+                identity_init=identity_init,
                 shift=shift,
                 residual_blocks=residual_blocks,
                 seed=seed + i,
@@ -91,6 +95,10 @@ class MAF(Flow):
         base: ``"normal"`` or ``"mog"`` (MAF MoG, ``num_components`` Gaussians).
         num_components: mixture components of the ``"mog"`` base.
         scale_clamp: c of the soft clamp ``c · tanh(α / c)`` on the log-scales (None: unclamped).
+        scale_fn: ``"exp"`` (each layer's scale ``exp(−α)``, α soft-clamped) or ``"softplus"`` (nflows'
+            ``softplus(α̂) + 10⁻³``, unclamped).
+        identity_init: each layer starts as the identity (its MADE's last layer zeroed); False keeps
+            PyTorch's default initialisation there, as nflows does.
         shift: ``"after"`` (``x · exp(−α) + m``, as nflows and zuko parametrise it) or ``"before"`` (the
             paper's ``(x − μ) · exp(−α)``): the same maps, reparametrised (see
             :mod:`dgm.models.flows.transforms.autoregressive`). ``"after"`` is the default because it
@@ -124,6 +132,8 @@ class MAF(Flow):
         base: str = "normal",
         num_components: int = 10,
         scale_clamp: float | None = 3.0,
+        scale_fn: str = "exp",
+        identity_init: bool = True,
         shift: str = "after",
         residual_blocks: int = 0,
         logit_alpha: float | None = None,
@@ -142,6 +152,8 @@ class MAF(Flow):
             activation=activation,
             hidden_degrees=hidden_degrees,
             scale_clamp=scale_clamp,
+            scale_fn=scale_fn,
+            identity_init=identity_init,
             shift=shift,
             residual_blocks=residual_blocks,
             seed=seed,

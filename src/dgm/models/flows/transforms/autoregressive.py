@@ -14,6 +14,12 @@ parameters need x_<d first. MAF stacks this layer as is (density in one pass, sa
 the density of an outside point in D). ``α`` is soft-clamped, ``c · tanh(α̂ / c)``, so that ``exp(±α)`` stays
 finite for any input.
 
+``scale_fn="softplus"`` parametrises the forward map's scale as nflows does,
+``exp(−α_d) = softplus(α̂_d) + 10⁻³`` (at least 10⁻³, unbounded above, no clamp), in place of
+``exp(−c · tanh(α̂_d / c))``; ``identity_init=False`` keeps PyTorch's default initialisation of the MADE's
+last layer (as nflows does) where dgm zeroes it so that every layer starts as the identity (softplus: as a
+scaling by softplus(0) + 10⁻³ ≈ 0.69).
+
 ``shift="after"`` reparametrises the shift: the MADE outputs ``m_d`` and ``μ_d = −m_d · exp(α_d)``, so that
 ``z_d = x_d · exp(−α_d) + m_d`` (nflows' and zuko's form). The family of maps is the same; the gradients are
 not: the paper's form scales the shift's gradient by ``exp(−α_d)`` and couples it to the scale's.
@@ -31,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm.core.errors import ConfigError, DataError
@@ -38,6 +45,8 @@ from dgm.models.flows.transforms.base import Transform, check_context, soft_clam
 from dgm.nn.masked import MaskedMLP, ResidualMaskedMLP
 
 SHIFTS = ("before", "after")
+SCALE_FNS = ("exp", "softplus")
+SOFTPLUS_FLOOR = 1e-3  # nflows' ε: the softplus scale's lower bound, a log-det of at least −6.9 a value
 MADES = (MaskedMLP, ResidualMaskedMLP)  # conditioners with an ordering and a generate()
 
 
@@ -51,7 +60,11 @@ class MaskedAffineAutoregressive(Transform):
         ordering: ``"natural"``, ``"reverse"``, ``"random"`` (from ``seed``) or a permutation of 0..D-1.
         activation: hidden nonlinearity of the MADE.
         hidden_degrees: ``"even"`` (deterministic, every degree equally used) or ``"random"`` (MADE's draws).
-        scale_clamp: c of the soft clamp on α (None: no clamp).
+        scale_clamp: c of the soft clamp on α (None: no clamp); the ``"exp"`` scale's only.
+        scale_fn: ``"exp"`` (``exp(−α)``, α soft-clamped) or ``"softplus"`` (nflows'
+            ``softplus(α̂) + 10⁻³``; see the module docstring).
+        identity_init: zero the MADE's last layer so that the layer starts as the identity (False: PyTorch's
+            default initialisation, as nflows).
         shift: ``"before"`` (the paper's ``(x − μ) · exp(−α)``) or ``"after"`` (``x · exp(−α) + m``, see the
             module docstring; MADE conditioners only).
         residual_blocks: 0 for MADE (:class:`~dgm.nn.masked.MaskedMLP`); B > 0 for a ResMADE with B residual
@@ -73,6 +86,8 @@ class MaskedAffineAutoregressive(Transform):
         activation: str = "relu",
         hidden_degrees: str = "even",
         scale_clamp: float | None = 3.0,
+        scale_fn: str = "exp",
+        identity_init: bool = True,
         shift: str = "before",
         residual_blocks: int = 0,
         seed: int = 0,
@@ -81,6 +96,15 @@ class MaskedAffineAutoregressive(Transform):
         super().__init__()
         if shift not in SHIFTS:
             raise ConfigError(f"shift must be one of {', '.join(SHIFTS)}, got {shift!r}")
+        if scale_fn not in SCALE_FNS:
+            raise ConfigError(f"scale_fn must be one of {', '.join(SCALE_FNS)}, got {scale_fn!r}")
+        if not isinstance(identity_init, bool):
+            raise ConfigError(f"identity_init must be true or false, got {identity_init!r}")
+        if not identity_init and conditioner is not None:
+            raise ConfigError(
+                "identity_init=False concerns the MADE this layer builds; a given conditioner keeps its own"
+            )
+        self.scale_fn = scale_fn
         if shift == "after" and conditioner is not None:
             raise ConfigError(
                 "shift='after' reparametrises a MADE conditioner's output; give μ directly instead"
@@ -111,11 +135,12 @@ class MaskedAffineAutoregressive(Transform):
                 if residual_blocks
                 else MaskedMLP(num_features, list(hidden_sizes), **made_options)
             )
-            # The layer starts as the identity (μ = α = 0): a deep stack starts well conditioned.
-            nn.init.zeros_(conditioner.layers[-1].weight)
-            nn.init.zeros_(conditioner.layers[-1].bias)
-            if self.context_size:
-                nn.init.zeros_(conditioner.context_output.weight)
+            if identity_init:
+                # The layer starts as the identity (μ = α = 0): a deep stack starts well conditioned.
+                nn.init.zeros_(conditioner.layers[-1].weight)
+                nn.init.zeros_(conditioner.layers[-1].bias)
+                if self.context_size:
+                    nn.init.zeros_(conditioner.context_output.weight)
         self.conditioner = conditioner
 
     @property
@@ -129,7 +154,10 @@ class MaskedAffineAutoregressive(Transform):
         return self._mu_alpha(params[:, 0], params[:, 1])
 
     def _mu_alpha(self, out_mu: Tensor, out_alpha: Tensor) -> tuple[Tensor, Tensor]:
-        alpha = soft_clamp(out_alpha, self.scale_clamp)
+        if self.scale_fn == "softplus":
+            alpha = -torch.log(F.softplus(out_alpha) + SOFTPLUS_FLOOR)
+        else:
+            alpha = soft_clamp(out_alpha, self.scale_clamp)
         return (-out_mu * torch.exp(alpha) if self.shift == "after" else out_mu), alpha
 
     def _check(self, x: Tensor, context: Tensor | None) -> Tensor | None:
