@@ -50,7 +50,7 @@ class IAF(Flow):
         num_components: mixture components of the ``"mog"`` base.
         scale_clamp: c of the soft clamp on the log-scales (None: unclamped).
         scale_fn: ``"exp"`` or ``"softplus"`` (nflows' scale; see MAF).
-        identity_init: each layer starts as the identity (False: PyTorch's default last layer; see MAF).
+        identity_init: each MADE's last layer starts at zero (False: PyTorch's default there; see MAF).
         shift: ``"before"`` or ``"after"``: where each layer's shift sits (see MAF).
         residual_blocks: 0 (MADE) or B > 0 (a ResMADE of B blocks of the one width in ``hidden_sizes``; see
             MAF).

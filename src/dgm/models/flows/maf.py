@@ -97,8 +97,8 @@ class MAF(Flow):
         scale_clamp: c of the soft clamp ``c · tanh(α / c)`` on the log-scales (None: unclamped).
         scale_fn: ``"exp"`` (each layer's scale ``exp(−α)``, α soft-clamped) or ``"softplus"`` (nflows'
             ``softplus(α̂) + 10⁻³``, unclamped).
-        identity_init: each layer starts as the identity (its MADE's last layer zeroed); False keeps
-            PyTorch's default initialisation there, as nflows does.
+        identity_init: each MADE's last layer starts at zero, so each layer starts as the identity (with
+            ``scale_fn="softplus"`` as a scaling by ≈ 0.69); False keeps PyTorch's default there, as nflows.
         shift: ``"after"`` (``x · exp(−α) + m``, as nflows and zuko parametrise it) or ``"before"`` (the
             paper's ``(x − μ) · exp(−α)``): the same maps, reparametrised (see
             :mod:`dgm.models.flows.transforms.autoregressive`). ``"after"`` is the default because it

@@ -63,8 +63,8 @@ class MaskedAffineAutoregressive(Transform):
         scale_clamp: c of the soft clamp on α (None: no clamp); the ``"exp"`` scale's only.
         scale_fn: ``"exp"`` (``exp(−α)``, α soft-clamped) or ``"softplus"`` (nflows'
             ``softplus(α̂) + 10⁻³``; see the module docstring).
-        identity_init: zero the MADE's last layer so that the layer starts as the identity (False: PyTorch's
-            default initialisation, as nflows).
+        identity_init: zero the MADE's last layer, so that the layer starts as the identity (with
+            ``scale_fn="softplus"``: as a scaling by ≈ 0.69); False: PyTorch's default there, as nflows.
         shift: ``"before"`` (the paper's ``(x − μ) · exp(−α)``) or ``"after"`` (``x · exp(−α) + m``, see the
             module docstring; MADE conditioners only).
         residual_blocks: 0 for MADE (:class:`~dgm.nn.masked.MaskedMLP`); B > 0 for a ResMADE with B residual
@@ -136,7 +136,8 @@ class MaskedAffineAutoregressive(Transform):
                 else MaskedMLP(num_features, list(hidden_sizes), **made_options)
             )
             if identity_init:
-                # The layer starts as the identity (μ = α = 0): a deep stack starts well conditioned.
+                # μ = α̂ = 0: the layer starts as the identity (softplus: a uniform scaling by ≈ 0.69), so a
+                # deep stack starts well conditioned.
                 nn.init.zeros_(conditioner.layers[-1].weight)
                 nn.init.zeros_(conditioner.layers[-1].bias)
                 if self.context_size:
