@@ -110,13 +110,30 @@ def _command() -> str:
 
 def save_row(store: Path, name: str, row: dict) -> None:
     """Keep one finished row (its ``_``-prefixed entries dropped) with the command that produced it, so
-    that rows measured in separate invocations make one table (``store``: a folder under ``ROWS``), and the
-    date it was finished on."""
+    that rows measured in separate invocations make one table (``store``: a folder under ``ROWS``), the
+    date it was finished on and the machine it ran on (sessions do not always get the same one)."""
     kept = {k: v for k, v in row.items() if not k.startswith("_")}
     ckpt.write_json(
         store / f"{name}.json",
-        {**kept, "command": kept.get("command", _command()), "date": date.today().isoformat()},
+        {
+            **kept,
+            "command": kept.get("command", _command()),
+            "date": date.today().isoformat(),
+            "machine": kept.get("machine", machine(threads=False)),
+        },
     )
+
+
+def rows_machine(rows: list[dict]) -> str:
+    """The machine line of a section of stored rows: the one machine they all ran on, or each machine with
+    the rows it ran (rows name themselves by ``model`` or ``variant``)."""
+    by_machine: dict[str, list[str]] = {}
+    for r in rows:
+        label = r.get("model", r.get("variant", "?"))
+        by_machine.setdefault(r.get("machine", "not recorded"), []).append(label)
+    if len(by_machine) == 1:
+        return next(iter(by_machine))
+    return "; ".join(f"{m} ({', '.join(labels)})" for m, labels in by_machine.items())
 
 
 def stored_rows(store: Path, names) -> list[dict]:
@@ -134,12 +151,13 @@ def epoch_seconds(history: list[dict], steps_per_epoch: int) -> float:
     return statistics.median(rates) * steps_per_epoch
 
 
-def update_results(section: str, body: str, per_row: bool = False) -> None:
+def update_results(section: str, body: str, per_row: bool = False, rows: list[dict] | None = None) -> None:
     """Replace (or append) the section named ``section`` of RESULTS.md with ``body``.
 
     ``per_row``: the body's rows were measured by separate invocations (stored rows, each with its own
     command and thread count in the body), so the header names this invocation only as the one that
-    redrew the section, and not its thread count."""
+    redrew the section, and not its thread count; given those ``rows``, the header names the machines
+    they ran on rather than this one."""
     begin, end = f"<!-- begin {section} -->", f"<!-- end {section} -->"
     command = (
         f"each row's own, listed with its table (section redrawn by `{_command()}`)"
@@ -147,11 +165,12 @@ def update_results(section: str, body: str, per_row: bool = False) -> None:
         else f"`{_command()}`"
     )
     header = (
-        f"{begin}\nCommand: {command}  \nMachine: {machine(threads=not per_row)}  \n"
+        f"{begin}\nCommand: {command}  \n"
+        f"Machine: {rows_machine(rows) if per_row and rows else machine(threads=not per_row)}  \n"
         f"Date: {date.today().isoformat()}"
         + (
             " (the day this section was redrawn from the rows stored in benchmarks/rows/; rows finished"
-            " since 2026-11-25 store their own date)"
+            " since 2026-11-25 store their own date, and each row its machine)"
             if per_row
             else ""
         )

@@ -129,7 +129,8 @@ def main() -> None:
             row = run(m, args.max_minutes, args.seq_len, args.batch_size)
             save_row(STORE, m, row)
             print(table([row], COLUMNS), flush=True)
-    update_results("sequence", report(stored_rows(STORE, CONFIGS)), per_row=True)
+    rows = stored_rows(STORE, CONFIGS)
+    update_results("sequence", report(rows), per_row=True, rows=rows)
 
 
 if __name__ == "__main__":
