@@ -500,9 +500,8 @@ def main():
     )
     args = p.parse_args()
     if args.report:
-        update_results(
-            "autoregressive-mlp", report(*stored_results()), per_row=True, rows=stored_results()[0]
-        )
+        stored = stored_results()
+        update_results("autoregressive-mlp", report(*stored), per_row=True, rows=stored[0])
         return
     if args.sampling:
         if args.threads:
@@ -513,9 +512,8 @@ def main():
             STORE / "made_sampling.json",
             {"rows": timing, "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")},
         )
-        update_results(
-            "autoregressive-mlp", report(*stored_results()), per_row=True, rows=stored_results()[0]
-        )
+        stored = stored_results()
+        update_results("autoregressive-mlp", report(*stored), per_row=True, rows=stored[0])
         return
     if args.smoke:
         args.max_minutes, args.test_examples = min(args.max_minutes, 0.5), args.test_examples or 1000
@@ -539,11 +537,12 @@ def main():
         rows.append(run_model(label, args, train, valid, test, figures))
         if not args.smoke:  # each finished row is kept, so separate runs (e.g. in parallel) add up
             save_row(STORE, label, rows[-1])
+            stored = stored_results()
             update_results(
                 "autoregressive-mlp",
-                report(*stored_results(), partial=label != labels[-1]),
+                report(*stored, partial=label != labels[-1]),
                 per_row=True,
-                rows=stored_results()[0],
+                rows=stored[0],
             )
     nade_row = next((r for r in rows if r["model"] == "nade"), None)
     speed, scaling = None, []
@@ -559,9 +558,8 @@ def main():
         print(f"smoke run: RESULTS.md left unchanged; figures in {figures}")
     elif speed is not None:
         write_json(STORE / "nade_speed.json", {"speed": speed, "scaling": scaling})
-        update_results(
-            "autoregressive-mlp", report(*stored_results()), per_row=True, rows=stored_results()[0]
-        )
+        stored = stored_results()
+        update_results("autoregressive-mlp", report(*stored), per_row=True, rows=stored[0])
 
 
 def stored_results() -> tuple[list[dict], dict | None, list, dict | None]:

@@ -52,7 +52,6 @@ from benchmarks.common import (
     RUNS,
     _command,
     epoch_seconds,
-    machine,
     peak_rates,
     resumable_run,
     save_row,
@@ -315,11 +314,8 @@ def paired(a: str, b: str) -> dict:
         "stderr": diff.std().item() / math.sqrt(len(diff)),
         "b_better": int((diff < 0).sum()),
         "num_examples": len(diff),
-        "command": _command(),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": machine(threads=False),
     }
-    write_json(ROW_STORE / "paired" / f"{a}--{b}.json", result)
+    save_row(ROW_STORE / "paired", f"{a}--{b}", result)  # with its command, date and machine
     print(f"{b} − {a}: {result['mean']:+.2f} ± {result['stderr']:.2f} nats per test image", flush=True)
     return result
 
