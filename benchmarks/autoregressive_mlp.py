@@ -501,7 +501,7 @@ def main():
     args = p.parse_args()
     if args.report:
         stored = stored_results()
-        update_results("autoregressive-mlp", report(*stored), per_row=True, rows=stored[0])
+        update_results("autoregressive-mlp", report(*stored), rows=stored[0])
         return
     if args.sampling:
         if args.threads:
@@ -513,7 +513,7 @@ def main():
             {"rows": timing, "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")},
         )
         stored = stored_results()
-        update_results("autoregressive-mlp", report(*stored), per_row=True, rows=stored[0])
+        update_results("autoregressive-mlp", report(*stored), rows=stored[0])
         return
     if args.smoke:
         args.max_minutes, args.test_examples = min(args.max_minutes, 0.5), args.test_examples or 1000
@@ -541,7 +541,6 @@ def main():
             update_results(
                 "autoregressive-mlp",
                 report(*stored, partial=label != labels[-1]),
-                per_row=True,
                 rows=stored[0],
             )
     nade_row = next((r for r in rows if r["model"] == "nade"), None)
@@ -559,7 +558,7 @@ def main():
     elif speed is not None:
         write_json(STORE / "nade_speed.json", {"speed": speed, "scaling": scaling})
         stored = stored_results()
-        update_results("autoregressive-mlp", report(*stored), per_row=True, rows=stored[0])
+        update_results("autoregressive-mlp", report(*stored), rows=stored[0])
 
 
 def stored_results() -> tuple[list[dict], dict | None, list, dict | None]:

@@ -151,13 +151,13 @@ def epoch_seconds(history: list[dict], steps_per_epoch: int) -> float:
     return statistics.median(rates) * steps_per_epoch
 
 
-def update_results(section: str, body: str, per_row: bool = False, rows: list[dict] | None = None) -> None:
+def update_results(section: str, body: str, rows: list[dict] | None = None) -> None:
     """Replace (or append) the section named ``section`` of RESULTS.md with ``body``.
 
-    ``per_row``: the body's rows were measured by separate invocations (stored rows, each with its own
-    command and thread count in the body), so the header names this invocation only as the one that
-    redrew the section, and not its thread count; given those ``rows``, the header names the machines
-    they ran on rather than this one."""
+    ``rows``: the body's stored rows, measured by separate invocations (each with its own command and
+    thread count in the body), so the header names this invocation only as the one that redrew the
+    section, and the machines those rows ran on rather than this one."""
+    per_row = rows is not None
     begin, end = f"<!-- begin {section} -->", f"<!-- end {section} -->"
     command = (
         f"each row's own, listed with its table (section redrawn by `{_command()}`)"
@@ -166,7 +166,7 @@ def update_results(section: str, body: str, per_row: bool = False, rows: list[di
     )
     header = (
         f"{begin}\nCommand: {command}  \n"
-        f"Machine: {rows_machine(rows) if per_row and rows else machine(threads=not per_row)}  \n"
+        f"Machine: {rows_machine(rows) if rows else machine(threads=not per_row)}  \n"
         f"Date: {date.today().isoformat()}"
         + (
             " (the day this section was redrawn from the rows stored in benchmarks/rows/; rows finished"

@@ -543,7 +543,7 @@ def report(rows: list[dict]) -> str:
 def redraw() -> None:
     """Redraw the RESULTS.md section from every stored row."""
     rows = stored_rows(ROW_STORE, MODELS)
-    update_results(SECTION, report(rows), per_row=True, rows=rows)
+    update_results(SECTION, report(rows), rows=rows)
 
 
 def main():

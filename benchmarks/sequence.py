@@ -130,7 +130,7 @@ def main() -> None:
             save_row(STORE, m, row)
             print(table([row], COLUMNS), flush=True)
     rows = stored_rows(STORE, CONFIGS)
-    update_results("sequence", report(rows), per_row=True, rows=rows)
+    update_results("sequence", report(rows), rows=rows)
 
 
 if __name__ == "__main__":
