@@ -31,6 +31,11 @@ GRID_MODELS = {
     "iaf": ("iaf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5)),
     "maf-shift-before": ("maf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, shift="before")),
     "iaf-shift-after": ("iaf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, shift="after")),
+    "maf-softsign": ("maf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, scale_clamp_fn="softsign")),
+    "realnvp-softsign": (
+        "realnvp",
+        dict(num_layers=3, hidden_sizes=[8], scale_clamp=0.5, scale_clamp_fn="softsign"),
+    ),
     "maf-resmade": ("maf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, residual_blocks=1)),
     "iaf-resmade": ("iaf", dict(num_layers=2, hidden_sizes=[8], scale_clamp=0.5, residual_blocks=2)),
 }
@@ -290,6 +295,8 @@ def test_options_are_checked():
         ("iaf", {"residual_blocks": -1}, "residual_blocks"),
         ("maf", {"residual_blocks": 1.5}, "residual_blocks"),
         ("iaf", {"scale_fn": "tanh"}, "scale_fn must be one of exp, softplus"),
+        ("realnvp", {"scale_clamp_fn": "sigmoid"}, "scale_clamp_fn must be one of tanh, softsign"),
+        ("maf", {"scale_clamp_fn": "atan"}, "scale_clamp_fn must be one of tanh, softsign"),
     ]:
         with pytest.raises(ConfigError, match=message):
             dgm.build(name, event_shape=(4,), **options)

@@ -59,6 +59,14 @@ CASES = {
     ),
     "affine-coupling": (lambda: AffineCoupling(alternating_mask(5, 1), hidden_sizes=[8, 8]), (5,), "real", 0),
     "affine-coupling-1d": (lambda: AffineCoupling(alternating_mask(1, 1), hidden_sizes=[8]), (1,), "real", 0),
+    "affine-coupling-softsign": (
+        lambda: AffineCoupling(
+            alternating_mask(5, 0), hidden_sizes=[8], scale_clamp=2.0, scale_clamp_fn="softsign"
+        ),
+        (5,),
+        "real",
+        0,
+    ),
     "affine-coupling-context": (
         lambda: AffineCoupling(alternating_mask(4, 0), hidden_sizes=[8], context_size=3),
         (4,),
@@ -117,6 +125,14 @@ CASES = {
         0,
     ),
     "made-affine-1d": (lambda: MaskedAffineAutoregressive(1, [8]), (1,), "real", 0),
+    "made-affine-softsign": (
+        lambda: MaskedAffineAutoregressive(
+            5, [16], scale_clamp=2.0, scale_clamp_fn="softsign", identity_init=False, shift="after", seed=1
+        ),
+        (5,),
+        "real",
+        0,
+    ),
     "resmade-affine": (
         lambda: MaskedAffineAutoregressive(5, [16], residual_blocks=2, ordering="random", seed=3),
         (5,),
@@ -296,6 +312,49 @@ def test_soft_clamp_bounds_the_log_scale():
     x = torch.randn(20, 6) * 1e4
     z, log_det = t(x)
     assert torch.isfinite(z).all() and (log_det.abs() <= 2.0 * 3 + 1e-3).all()
+
+
+@pytest.mark.parametrize("fn", ["tanh", "softsign"])
+def test_soft_clamp_is_odd_bounded_and_the_identity_near_zero(fn):
+    s = torch.randn(1000, dtype=torch.float64) * 10 ** torch.empty(1000, dtype=torch.float64).uniform_(-3, 4)
+    c = float(torch.empty(()).uniform_(0.5, 8.0))
+    out = soft_clamp(s, c, fn)
+    assert (out.abs() <= c).all()  # tanh reaches c itself once s / c > 19 in float64
+    torch.testing.assert_close(soft_clamp(-s, c, fn), -out)
+    small = s.abs() < 1e-3 * c
+    torch.testing.assert_close(out[small], s[small], rtol=1e-3, atol=0.0)
+    assert (torch.diff(soft_clamp(s.sort().values, c, fn)) >= 0).all()  # monotone, so invertible
+    expected = c * torch.tanh(s / c) if fn == "tanh" else s / (1 + s.abs() / c)  # zuko's form
+    torch.testing.assert_close(out, expected)
+    assert torch.equal(soft_clamp(s, None, fn), s)
+    with pytest.raises(ConfigError, match="one of tanh, softsign"):
+        soft_clamp(s, c, "sigmoid")
+
+
+def test_softsign_clamp_is_what_the_layers_apply():
+    """scale_clamp_fn='softsign' bounds the very log-scales the layers' maps and log-dets use."""
+    made = MaskedAffineAutoregressive(4, [12], scale_clamp=1.5, scale_clamp_fn="softsign", seed=4).double()
+    perturb(made, 2.0)
+    x = 3 * torch.randn(9, 4, dtype=torch.float64)
+    out = made.conditioner(x, None)
+    alpha = out[:, 1] / (1 + out[:, 1].abs() / 1.5)
+    z, log_det = made(x)
+    torch.testing.assert_close(z, (x - out[:, 0]) * torch.exp(-alpha))
+    torch.testing.assert_close(log_det, -alpha.sum(1))
+    coupling = AffineCoupling(
+        alternating_mask(4, 0), hidden_sizes=[8], scale_clamp=1.5, scale_clamp_fn="softsign"
+    )
+    coupling = coupling.double()
+    perturb(coupling, 5.0)
+    assert coupling(x * 1e3)[1].abs().max() < 1.5 * 2  # two transformed coordinates, each |s| < c
+    for make in (
+        lambda: MaskedAffineAutoregressive(4, [12], scale_clamp_fn="rational"),
+        lambda: AffineCoupling(alternating_mask(4, 0), scale_clamp_fn="rational"),
+    ):
+        with pytest.raises(ConfigError, match="scale_clamp_fn must be one of tanh, softsign"):
+            make()
+    with pytest.raises(ConfigError, match="scale_clamp must be positive"):
+        MaskedAffineAutoregressive(4, [12], scale_clamp=0.0)
 
 
 def test_conditional_transform_needs_its_context():

@@ -49,6 +49,7 @@ class IAF(Flow):
         base: ``"normal"``, ``"logistic"`` or ``"mog"`` (``num_components`` Gaussians).
         num_components: mixture components of the ``"mog"`` base.
         scale_clamp: c of the soft clamp on the log-scales (None: unclamped).
+        scale_clamp_fn: ``"tanh"`` or ``"softsign"`` (zuko's bound; see MAF).
         scale_fn: ``"exp"`` or ``"softplus"`` (nflows' scale; see MAF).
         identity_init: each MADE's last layer starts at zero (False: PyTorch's default there; see MAF).
         shift: ``"before"`` or ``"after"``: where each layer's shift sits (see MAF).
@@ -71,6 +72,7 @@ class IAF(Flow):
         base: str = "normal",
         num_components: int = 10,
         scale_clamp: float | None = 3.0,
+        scale_clamp_fn: str = "tanh",
         scale_fn: str = "exp",
         identity_init: bool = True,
         shift: str = "before",
@@ -90,6 +92,7 @@ class IAF(Flow):
             activation=activation,
             hidden_degrees=hidden_degrees,
             scale_clamp=scale_clamp,
+            scale_clamp_fn=scale_clamp_fn,
             scale_fn=scale_fn,
             identity_init=identity_init,
             shift=shift,

@@ -61,6 +61,8 @@ class RealNVP(Flow):
         normalization: ``"actnorm"`` or ``"batchnorm"`` after every coupling, or ``"none"``;
             ``"auto"``: actnorm for multiscale, none for flat.
         scale_clamp: c of the soft clamp on the log-scales (None: unclamped).
+        scale_clamp_fn: ``"tanh"`` (``c · tanh(s / c)``) or ``"softsign"`` (``s / (1 + |s| / c)``, zuko's
+            bound; :func:`dgm.nn.soft_clamp`).
         base: ``"normal"`` (the paper), ``"logistic"`` or ``"mog"``.
         logit_alpha: if set, data in [0, 1] are first mapped by ``logit(α + (1 − 2α) x)`` (the paper: 0.05).
         num_classes: if set, a one-hot class label conditions every coupling network: p(x | y).
@@ -79,6 +81,7 @@ class RealNVP(Flow):
         num_blocks: int = 4,
         normalization: str = "auto",
         scale_clamp: float | None = 3.0,
+        scale_clamp_fn: str = "tanh",
         base: str = "normal",
         logit_alpha: float | None = None,
         num_classes: int | None = None,
@@ -99,6 +102,7 @@ class RealNVP(Flow):
             context_size=self.context_size,
             activation=activation,
             scale_clamp=scale_clamp,
+            scale_clamp_fn=scale_clamp_fn,
             hidden_sizes=hidden_sizes_list(hidden_sizes),
             hidden_channels=hidden_channels,
             num_blocks=num_blocks,

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from dgm.core.errors import ConfigError, DataError
 from dgm.models.flows.transforms.base import Transform, check_context, soft_clamp
+from dgm.nn.functional import check_soft_clamp
 from dgm.nn.masked import MaskedMLP, ResidualMaskedMLP
 
 SHIFTS = ("before", "after")
@@ -61,6 +62,8 @@ class MaskedAffineAutoregressive(Transform):
         activation: hidden nonlinearity of the MADE.
         hidden_degrees: ``"even"`` (deterministic, every degree equally used) or ``"random"`` (MADE's draws).
         scale_clamp: c of the soft clamp on α (None: no clamp); the ``"exp"`` scale's only.
+        scale_clamp_fn: ``"tanh"`` (``c · tanh(α̂ / c)``) or ``"softsign"`` (``α̂ / (1 + |α̂| / c)``, zuko's
+            bound; :func:`dgm.nn.soft_clamp`).
         scale_fn: ``"exp"`` (``exp(−α)``, α soft-clamped) or ``"softplus"`` (nflows'
             ``softplus(α̂) + 10⁻³``; see the module docstring).
         identity_init: zero the MADE's last layer, so that the layer starts as the identity (with
@@ -86,6 +89,7 @@ class MaskedAffineAutoregressive(Transform):
         activation: str = "relu",
         hidden_degrees: str = "even",
         scale_clamp: float | None = 3.0,
+        scale_clamp_fn: str = "tanh",
         scale_fn: str = "exp",
         identity_init: bool = True,
         shift: str = "before",
@@ -98,6 +102,8 @@ class MaskedAffineAutoregressive(Transform):
             raise ConfigError(f"shift must be one of {', '.join(SHIFTS)}, got {shift!r}")
         if scale_fn not in SCALE_FNS:
             raise ConfigError(f"scale_fn must be one of {', '.join(SCALE_FNS)}, got {scale_fn!r}")
+        check_soft_clamp(scale_clamp, scale_clamp_fn)
+        self.scale_clamp_fn = scale_clamp_fn
         if not isinstance(identity_init, bool):
             raise ConfigError(f"identity_init must be true or false, got {identity_init!r}")
         if not identity_init and conditioner is not None:
@@ -158,7 +164,7 @@ class MaskedAffineAutoregressive(Transform):
         if self.scale_fn == "softplus":
             alpha = -torch.log(F.softplus(out_alpha) + SOFTPLUS_FLOOR)
         else:
-            alpha = soft_clamp(out_alpha, self.scale_clamp)
+            alpha = soft_clamp(out_alpha, self.scale_clamp, self.scale_clamp_fn)
         return (-out_mu * torch.exp(alpha) if self.shift == "after" else out_mu), alpha
 
     def _check(self, x: Tensor, context: Tensor | None) -> Tensor | None:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from dgm.core.errors import ConfigError, DataError
 from dgm.models.flows.transforms.base import Transform, check_context, soft_clamp, sum_except_batch
+from dgm.nn.functional import check_soft_clamp
 from dgm.nn.masked import ACTIVATIONS
 
 
@@ -269,23 +270,29 @@ class AdditiveCoupling(Coupling):
 class AffineCoupling(Coupling):
     """RealNVP's affine coupling: ``z_rest = x_rest · exp(s) + t`` with ``s = c · tanh(ŝ / c)``.
 
-    ``scale_clamp`` is c (None: no clamp); the other arguments are those of :class:`Coupling`.
+    ``scale_clamp`` is c (None: no clamp); ``scale_clamp_fn="softsign"`` bounds ``s = ŝ / (1 + |ŝ| / c)``
+    instead, as zuko does (:func:`dgm.nn.soft_clamp`); the other arguments are those of :class:`Coupling`.
     """
 
     num_params = 2
 
     def __init__(
-        self, mask, conditioner: nn.Module | None = None, *, scale_clamp: float | None = 3.0, **options
+        self,
+        mask,
+        conditioner: nn.Module | None = None,
+        *,
+        scale_clamp: float | None = 3.0,
+        scale_clamp_fn: str = "tanh",
+        **options,
     ):
         super().__init__(mask, conditioner, **options)
-        if scale_clamp is not None and not scale_clamp > 0:
-            raise ConfigError(f"scale_clamp must be positive or None, got {scale_clamp}")
-        self.scale_clamp = scale_clamp
+        check_soft_clamp(scale_clamp, scale_clamp_fn)
+        self.scale_clamp, self.scale_clamp_fn = scale_clamp, scale_clamp_fn
 
     def _map(self, x, params):
-        s = soft_clamp(params[:, 0], self.scale_clamp)
+        s = soft_clamp(params[:, 0], self.scale_clamp, self.scale_clamp_fn)
         return x * torch.exp(s) + params[:, 1], s
 
     def _unmap(self, z, params):
-        s = soft_clamp(params[:, 0], self.scale_clamp)
+        s = soft_clamp(params[:, 0], self.scale_clamp, self.scale_clamp_fn)
         return (z - params[:, 1]) * torch.exp(-s), -s
