@@ -103,7 +103,9 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 def _command() -> str:
     """How to re-run this script: as a module from the repository root, with the shared data."""
-    module = "benchmarks." + Path(sys.argv[0]).stem
+    script = Path(sys.argv[0]).resolve()
+    # benchmarks/peers/same_function.py is benchmarks.peers.same_function: the path below the repository root
+    module = ".".join(script.relative_to(RESULTS.parent.parent.resolve()).with_suffix("").parts)
     # shlex: an argument such as maf.scale_fn="softplus" must keep its quotes to be pasted into a shell.
     return f"DGM_DATA_DIR=../shared/data python -m {module} {shlex.join(sys.argv[1:])}".rstrip()
 

@@ -471,7 +471,13 @@ def report(rows: list[dict]) -> str:
             "retraces maf-shift-after's first epochs exactly, plus `--identity-init false` or "
             "`--scale-fn softplus`; 2026-11-26, AMD EPYC): test NLL 1031.5 nats with dgm's defaults, "
             "1030.3 with softplus scales alone and 1043.8 with the default last layer alone, so at D = 784 "
-            "the cost is the start, not the scale (on the checkerboard toy it was the start that helped)."
+            "the cost is the start, not the scale (on the checkerboard toy it was the start that helped). "
+            "zuko's log-scale bound, s/(1 + |s|/c) with c = log 1000 ≈ 6.9 where dgm has 3·tanh(s/3), by "
+            "the same diagnostic (plus `--scale-clamp-fn softsign` and/or `--scale-clamp 6.9`; 2026-11-26, "
+            "AMD EPYC, where the defaults' run retraced 1031.5 exactly): 1040.8 with tanh at c = 6.9, "
+            "1051.5 with softsign at c = 3 and 1058.2 with softsign at c = 6.9. A wider bound costs, and "
+            "one that saturates more slowly costs more, so `scale_clamp_fn='softsign'` stays an option: "
+            "on the toys it is what brought dgm level with zuko (flows-toy-maf-zuko-softsign)."
         )
     if any(r["model"] == "nice-bf16" for r in rows):
         body.append(
