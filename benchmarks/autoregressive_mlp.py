@@ -500,8 +500,7 @@ def main():
     )
     args = p.parse_args()
     if args.report:
-        stored = stored_results()
-        update_results("autoregressive-mlp", report(*stored), rows=stored[0])
+        redraw()
         return
     if args.sampling:
         if args.threads:
@@ -512,8 +511,7 @@ def main():
             STORE / "made_sampling.json",
             {"rows": timing, "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")},
         )
-        stored = stored_results()
-        update_results("autoregressive-mlp", report(*stored), rows=stored[0])
+        redraw()
         return
     if args.smoke:
         args.max_minutes, args.test_examples = min(args.max_minutes, 0.5), args.test_examples or 1000
@@ -537,12 +535,7 @@ def main():
         rows.append(run_model(label, args, train, valid, test, figures))
         if not args.smoke:  # each finished row is kept, so separate runs (e.g. in parallel) add up
             save_row(STORE, label, rows[-1])
-            stored = stored_results()
-            update_results(
-                "autoregressive-mlp",
-                report(*stored, partial=label != labels[-1]),
-                rows=stored[0],
-            )
+            redraw(partial=label != labels[-1])
     nade_row = next((r for r in rows if r["model"] == "nade"), None)
     speed, scaling = None, []
     if nade_row is not None:
@@ -557,8 +550,13 @@ def main():
         print(f"smoke run: RESULTS.md left unchanged; figures in {figures}")
     elif speed is not None:
         write_json(STORE / "nade_speed.json", {"speed": speed, "scaling": scaling})
-        stored = stored_results()
-        update_results("autoregressive-mlp", report(*stored), rows=stored[0])
+        redraw()
+
+
+def redraw(partial: bool = False) -> None:
+    """Redraw the RESULTS.md section from every stored result (read once), its rows naming their machines."""
+    stored = stored_results()
+    update_results("autoregressive-mlp", report(*stored, partial=partial), rows=stored[0])
 
 
 def stored_results() -> tuple[list[dict], dict | None, list, dict | None]:
