@@ -86,6 +86,29 @@ def test_forward_never_mutates_weights_and_masked_weights_get_no_gradient():
     assert conv.mask in list(conv.buffers())
 
 
+@pytest.mark.parametrize(
+    "kernel, center, mask_type, C",
+    [(3, None, "B", 1), (7, None, "A", 1), (5, None, "B", 3), ((1, 3), (0, 2), "A", 3), (1, None, "B", 1)],
+)
+def test_cropped_conv_is_the_full_masked_convolution(kernel, center, mask_type, C):
+    # The layer runs on the kernel's rows up to the centre; it must compute what the textbook layer
+    # does: the whole kernel times its mask, zero padding around the centre tap.
+    conv = MaskedConv2d(2 * C, 4 * C, kernel, mask_type, data_channels=C, center=center).double()
+    x = torch.randn(3, 2 * C, 6, 5, dtype=torch.float64, requires_grad=True)
+    kh, kw = conv.kernel_size
+    ci, cj = conv.center
+    padded = torch.nn.functional.pad(x, (cj, kw - 1 - cj, ci, kh - 1 - ci))
+    expected = torch.nn.functional.conv2d(padded, conv.weight * conv.mask, conv.bias)
+    y = conv(x)
+    assert y.shape == expected.shape == (3, 4 * C, 6, 5)
+    torch.testing.assert_close(y, expected, rtol=0, atol=1e-12)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, conv.weight), g)
+    want = torch.autograd.grad(expected, (x, conv.weight), g)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("shift", [True, False])
 @pytest.mark.parametrize("kernel", [1, 3, 5])
 def test_vertical_conv_rows(shift, kernel):

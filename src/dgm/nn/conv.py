@@ -46,6 +46,20 @@ def _pair(k) -> tuple[int, int]:
     return (int(k), int(k)) if isinstance(k, int) else (int(k[0]), int(k[1]))
 
 
+def channels_last(y: Tensor) -> Tensor:
+    """y in NHWC memory (same values and shape); a no-op when it is already NHWC.
+
+    oneDNN's CPU convolutions run several times faster on NHWC maps than on NCHW ones (a 1×1
+    convolution of 64×24×28×28 maps, forward and backward: 7 ms against 43 ms), and a convolution's
+    output follows its input's layout, so a stack converted once stays NHWC. It has to be converted
+    after its first layer: the data has C = 1 channel, a shape PyTorch reads as NCHW. Splitting the
+    channels in two, as the gated units do, is the exception: each half is then strided, and tanh and
+    σ on strided halves run several times slower than on contiguous ones, which costs the gated stack
+    more than its convolutions gain.
+    """
+    return y.contiguous(memory_format=torch.channels_last)
+
+
 def channel_groups(num_channels: int, data_channels: int) -> Tensor:
     """Group (data channel it may depend on, inclusive at the centre) of each of ``num_channels`` maps."""
     return torch.arange(num_channels) % data_channels
@@ -97,10 +111,14 @@ class MaskedConv2d(nn.Conv2d):
         self.mask_type = mask_type
         self.data_channels = data_channels
         self.center = (ci, cj)
-        # F.pad order: left, right, top, bottom. A centred kernel pads symmetrically, which the convolution
-        # does itself without the copy F.pad makes.
-        self._pad = (cj, kw - 1 - cj, ci, kh - 1 - ci)
-        self._symmetric = (ci, cj) == (kh // 2, kw // 2) and kh % 2 == 1 and kw % 2 == 1
+        # The rows below the centre are masked out entirely, so the convolution runs on the kernel's top
+        # ci + 1 rows only: 28 of a 7×7 kernel's 49 taps, 6 of a 3×3's 9 (a third less work, and the
+        # same function). F.pad order: left, right, top, bottom; the output keeps the input's H and W.
+        self._rows = ci + 1
+        self._pad = (cj, kw - 1 - cj, ci, 0)
+        # A one-row kernel centred in its row pads symmetrically, which the convolution does itself
+        # without the copy F.pad makes.
+        self._symmetric = ci == 0 and kw % 2 == 1 and cj == kw // 2
         mask = torch.zeros(out_channels, in_channels, kh, kw)
         mask[:, :, :ci, :] = 1  # rows above
         mask[:, :, ci, :cj] = 1  # left in the current row
@@ -115,10 +133,14 @@ class MaskedConv2d(nn.Conv2d):
         """How many rows above the output pixel this layer reads."""
         return self.center[0]
 
+    def masked_weight(self) -> Tensor:
+        """The weight the convolution applies: masked, and cropped to the rows up to the centre."""
+        return self.weight[:, :, : self._rows] * self.mask[:, :, : self._rows]
+
     def forward(self, x: Tensor) -> Tensor:
         if self._symmetric:
-            return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.center)
-        return F.conv2d(F.pad(x, self._pad), self.weight * self.mask, self.bias)
+            return F.conv2d(x, self.masked_weight(), self.bias, padding=self.center)
+        return F.conv2d(F.pad(x, self._pad), self.masked_weight(), self.bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mask_type={self.mask_type}, data_channels={self.data_channels}"
@@ -324,6 +346,7 @@ __all__ = [
     "PixelCNNResidualBlock",
     "VerticalConv2d",
     "channel_groups",
+    "channels_last",
     "gate",
     "receptive_rows",
 ]

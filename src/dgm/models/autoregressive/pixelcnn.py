@@ -42,6 +42,7 @@ from dgm.nn.conv import (
     GatedPixelCNNLayer,
     MaskedConv2d,
     PixelCNNResidualBlock,
+    channels_last,
     receptive_rows,
 )
 
@@ -324,7 +325,11 @@ class PixelCNN(_PixelCNNBase):
         return receptive_rows([self.first, *self.blocks])
 
     def _features(self, x: Tensor, context: Tensor | None) -> Tensor:
-        h = self.first(x)
+        # NHWC from here on: 1.6× faster training steps on CPU (see channels_last); s too, so that its
+        # 1×1 biases come out in the layout they are added to.
+        h = channels_last(self.first(x))
+        if context is not None and context.dim() == 4:
+            context = channels_last(context)
         if self.first_class_bias is not None:
             h = h + self.first_class_bias(context)[:, :, None, None]
         elif self.first_context_bias is not None:
