@@ -405,6 +405,14 @@ def main():
     update_results(args.section, report(rows, args))
 
 
+NFLOWS_MADE_NOTE = (
+    "nflows' MAF and IAF rows are not like for like: its MADE applies its activation only inside residual "
+    "blocks, so its closest MADE 1×100 is a ResMADE of one block, with about 30 times the parameters of "
+    "dgm's and zuko's MADE (the params column). `--residual-blocks 1` gives dgm's MAF and IAF that very "
+    "network (the flows-toy-resmade sections)."
+)
+
+
 def report(rows: list[dict], args) -> str:
     dgm_rows = {(r["toy"], r["model"]): r["_r"] for r in rows if r["library"] == "dgm"}
     models, toys = dict.fromkeys(r["model"] for r in rows), dict.fromkeys(r["toy"] for r in rows)
@@ -482,6 +490,10 @@ def report(rows: list[dict], args) -> str:
         lines.append(
             "dgm options beyond the protocol (dgm only; the peers keep theirs): " + ", ".join(extra) + "."
         )
+    if not args.residual_blocks and any(
+        r["model"] in ("maf", "iaf") and r["library"] == "nflows" for r in rows
+    ):
+        lines.append(NFLOWS_MADE_NOTE)
     if ("realnvp", "scale_clamp") in args.extra and "realnvp" in models:
         lines.append(
             "dgm's affine couplings soft-clamp their log-scales to ±c as c·tanh(s/c), c = 3 by default (the "
