@@ -301,7 +301,8 @@ def run_model(
         "budget_note": f"{args.max_minutes:g} min on {device_name(device)}{threads}",
         "speed": (
             f"{name}: {step_s * 1e3:.1f} ms per step of {args.batch_size} images, {flops / 1e9:.1f} GFLOP as "
-            f"executed (masked taps included) = {share:.1%} of the {peak['note']} on {device_name(device)}"
+            f"executed (masked taps of the rows up to the centre included) = {share:.1%} of the "
+            f"{peak['note']} on {device_name(device)}"
         ),
     }
 

@@ -54,8 +54,9 @@ def channels_last(y: Tensor) -> Tensor:
     output follows its input's layout, so a stack converted once stays NHWC. It has to be converted
     after its first layer: the data has C = 1 channel, a shape PyTorch reads as NCHW. Splitting the
     channels in two, as the gated units do, is the exception: each half is then strided, and tanh and
-    σ on strided halves run several times slower than on contiguous ones, which costs the gated stack
-    more than its convolutions gain.
+    σ on strided halves run several times slower than on contiguous ones. In the gated stack that
+    cancels what its convolutions gain in training and made its band-by-band sampler 1.4× slower, so
+    the gated PixelCNN stays NCHW.
     """
     return y.contiguous(memory_format=torch.channels_last)
 
