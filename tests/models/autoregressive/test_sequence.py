@@ -96,3 +96,28 @@ def test_training_recovers_a_known_distribution(name):
     with torch.no_grad():
         q = model.log_prob(configs).exp()
     assert 0.5 * (q - probs).abs().sum().item() < 0.05
+
+
+def test_transformer_dropouts_are_causal_and_off_at_evaluation():
+    # Dropout on the attention weights removes some of a query's past but can never add its future: with
+    # the same dropout masks (same seed), changing x_j moves no conditional at a position <= j.
+    model = dgm.build(
+        "transformer-ar", event_shape=(10,), support="categorical(5)", **MODELS["transformer-ar"],
+        dropout=0.2, attention_dropout=0.3,
+    ).train()  # fmt: skip
+    perturb_parameters(model, 0.3)
+    x = torch.randint(0, 5, (4, 10)).float()
+    torch.manual_seed(1)
+    base = model.conditionals(x)
+    torch.manual_seed(2)
+    assert not torch.allclose(model.conditionals(x), base)  # training mode: the masks are random
+    j = int(torch.randint(1, 9, ()))
+    y = x.clone()
+    y[:, j] = (y[:, j] + 1) % 5
+    torch.manual_seed(1)
+    changed = (model.conditionals(y) - base).abs().amax((0, 2))
+    assert (changed[: j + 1] == 0).all() and changed[j + 1 :].max() > 0
+    model.eval()
+    assert torch.equal(model.conditionals(x), model.conditionals(x))
+    with pytest.raises(dgm.ConfigError, match="attention_dropout"):
+        dgm.build("transformer-ar", event_shape=(10,), support="categorical(5)", attention_dropout=1.0)
