@@ -3,7 +3,9 @@
 Germain, Gregor, Murray & Larochelle (2015), "MADE: Masked Autoencoder for Distribution Estimation",
 ICML. An MLP from x to D outputs becomes an autoregressive model once its weights are masked so that
 output d only sees inputs before d in an ordering (degrees, eqs. 12–13; see :mod:`dgm.nn.masked`).
-One pass gives all D conditionals, so evaluation costs one network evaluation; sampling needs D.
+One pass gives all D conditionals, so evaluation costs one network evaluation. Sampling takes D
+sequential steps but, computed incrementally (a hidden unit of degree k once, at position k), the
+same work as one network evaluation in all (:meth:`dgm.nn.masked.MaskedMLP.generate`).
 
 With ``num_masks`` = M > 1 the network is trained on M masks (random orderings with
 ``order_agnostic``, random hidden degrees with ``connectivity_agnostic``), one mask per step, cycling
@@ -220,7 +222,8 @@ class MADE(GenerativeModel):
     def sample(
         self, num_samples: int, context: Tensor | None = None, generator: torch.Generator | None = None
     ):
-        """Draw a mask uniformly per sample, then sample ancestrally in its ordering (D network passes)."""
+        """Draw a mask uniformly per sample, then sample ancestrally in its ordering (D sequential steps,
+        one network evaluation of work in all)."""
         n = self.check_num_samples(num_samples)
         choice = torch.randint(self.num_masks, (n,), generator=generator) if self.num_masks > 1 else 0
         return self.sample_ordered(n, context, choice, generator=generator).reshape(n, *self.event_shape)
