@@ -7,6 +7,7 @@ section, so scripts can be re-run independently and the file keeps every other t
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -82,15 +83,52 @@ def peak_rates(seconds: float = 1.0, bf16: bool = False) -> dict[str, float]:
     return {**rates, "gbps": gbps}
 
 
+def _rnn_layer_flops(input_shape, w_ih_shape, w_hh_shape) -> int:
+    # One fused recurrent layer (oneDNN's LSTM/GRU kernel): every token multiplies its input and the
+    # previous hidden state by the gate matrices, 2 * tokens * gates·H * (I + H).
+    tokens = math.prod(input_shape[:-1])
+    return 2 * tokens * w_ih_shape[0] * (w_ih_shape[1] + w_hh_shape[1])
+
+
+def _extra_flop_formulas() -> dict:
+    """Formulas for CPU kernels torch's FLOP counter does not know, so that their models' shares are not
+    understated: the fused recurrent layer behind ``nn.LSTM``/``nn.GRU`` (its backward computes the input,
+    hidden and weight gradients: twice the forward) and the CPU flash-attention kernel of
+    ``scaled_dot_product_attention`` (torch's own formulas for the other attention kernels)."""
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    aten = torch.ops.aten
+
+    def rnn_forward(input, w_ih, w_hh, *args, out_shape=None, **kwargs) -> int:
+        return _rnn_layer_flops(input, w_ih, w_hh)
+
+    def rnn_backward(input, w_ih, w_hh, *args, out_shape=None, **kwargs) -> int:
+        return 2 * _rnn_layer_flops(input, w_ih, w_hh)
+
+    def attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    def attention_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_backward_flop_count(grad_out, query, key, value)
+
+    return {
+        aten.mkldnn_rnn_layer: rnn_forward,
+        aten.mkldnn_rnn_layer_backward: rnn_backward,
+        aten._scaled_dot_product_flash_attention_for_cpu: attention,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: attention_backward,
+    }
+
+
 def step_flops(model, batch: torch.Tensor, device: torch.device | str = "cpu", context=None) -> float:
     """FLOPs of one training forward + backward pass as executed (masked entries are computed, so they
-    count), from torch's FLOP counter (matmuls and convolutions; elementwise work is not counted)."""
+    count), from torch's FLOP counter (matmuls, convolutions, attention and fused recurrent layers;
+    elementwise work is not counted)."""
     import copy
 
     from torch.utils.flop_counter import FlopCounterMode
 
     m = copy.deepcopy(model).to(device)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas()) as counter:
         m.loss(batch.to(device), None if context is None else context.to(device)).backward()
     return float(counter.get_total_flops())
 
