@@ -3,6 +3,8 @@
     DGM_DATA_DIR=../shared/data python -m benchmarks.pixelcnn --device cuda --max-minutes 45
     DGM_DATA_DIR=../shared/data python -m benchmarks.pixelcnn --device cuda --max-minutes 7 --models pixelcnn
     DGM_DATA_DIR=../shared/data python -m benchmarks.pixelcnn --smoke --threads 1   (~1.5 min on CPU)
+    DGM_DATA_DIR=../shared/data python -m benchmarks.pixelcnn --threads 1 --precision bf16 --models pixelcnn
+    python -m benchmarks.pixelcnn --report                     (redraw RESULTS.md from the stored runs)
 
 With ``--models`` one model runs per command (for per-command time limits): each run's figures are
 kept in ``benchmarks/figures/pixelcnn_runs.json`` and the RESULTS.md section shows every stored model.
@@ -16,7 +18,9 @@ model's width p; the plain PixelCNN gets the residual width whose free-parameter
 weights excluded) is closest, with the same number of layers. Reported per model: free parameters,
 time per training step and per epoch, steps and epochs run, exact test NLL in nats (static
 binarisation; on a subset of the test set when ``--test-subset`` says so), bits/dim, samples/sec for
-100 samples, and the step's share of the machine's measured matmul peak. Sample grids and the
+100 samples, and the step's share of the machine's measured matmul peak (the bf16 peak for rows trained
+with ``--precision bf16``: bf16 autocast, evaluation in fp32; such rows are kept beside the fp32 ones,
+as ``pixelcnn-bf16`` and ``gated-pixelcnn-bf16``, and compared with each other). Sample grids and the
 training curves go to ``benchmarks/figures/``. Anchor: PixelCNN 81.30 nats (van den Oord et al. 2016,
 Table 4); target ≤ 81.5 on a GPU; the gated model should beat the plain one at equal size.
 """
@@ -34,7 +38,17 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import RUNS, fresh_run_dir, peak_rates, step_flops, table, update_results
+from benchmarks.common import (
+    RUNS,
+    _command,
+    fresh_run_dir,
+    machine,
+    peak_rates,
+    step_flops,
+    table,
+    update_results,
+)
+from dgm.training.precision import autocast
 from dgm.training.trainer import resolve_device
 from dgm.viz import image_grid
 
@@ -48,10 +62,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def device_peak(device: torch.device, seconds: float = 1.0) -> dict[str, float]:
-    """Matmul GFLOP/s of the training device (fp32, or TF32 where cuDNN uses it); peak_rates is CPU-only."""
+def device_peak(device: torch.device, seconds: float = 1.0, precision: str = "fp32") -> dict[str, float]:
+    """Matmul GFLOP/s of the training device (fp32, or TF32 where cuDNN uses it; bf16 for ``precision``
+    "bf16" on a CPU); peak_rates is CPU-only."""
     if device.type != "cuda":
-        return peak_rates(seconds)
+        rates = peak_rates(seconds, bf16=precision == "bf16")
+        return {**rates, "gflops": rates["bf16_gflops"]} if precision == "bf16" else rates
     n = 8192
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     # cuDNN runs fp32 convolutions in TF32 when allowed (torch's default): measure the matmul the same way.
@@ -95,7 +111,9 @@ def matched_plain_width(target: int, args) -> int:
     return min(candidates, key=lambda c: abs(build("pixelcnn", c, args).num_parameters() - target))
 
 
-def time_train_step(model, batch: torch.Tensor, device: torch.device, repeats: int) -> float:
+def time_train_step(
+    model, batch: torch.Tensor, device: torch.device, repeats: int, precision: str = "fp32"
+) -> float:
     """Median seconds of one Adam step (forward, backward, update) on a copy of the model."""
     m = copy.deepcopy(model).to(device)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
@@ -105,7 +123,9 @@ def time_train_step(model, batch: torch.Tensor, device: torch.device, repeats: i
         _sync(device)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        m.loss(x).backward()
+        with autocast(device.type, precision):
+            loss = m.loss(x)
+        loss.backward()
         opt.step()
         _sync(device)
         if i >= 2:  # the first steps allocate and pick kernels
@@ -218,7 +238,7 @@ def run_model(
     model = build(name, channels, args)
     train, valid, test = data["train"], data["valid"], data["test"]
     batch = train.x[: args.batch_size]
-    step_s = time_train_step(model, batch, device, args.timing_steps)
+    step_s = time_train_step(model, batch, device, args.timing_steps, args.precision)
     flops = step_flops(model, batch, device)
     eval_batch = min(args.eval_batch_size, len(valid))
     eval_s = time_eval_batch(model, valid.x[:eval_batch], device) * math.ceil(len(valid) / eval_batch)
@@ -254,6 +274,7 @@ def run_model(
         seed=args.seed,
         device=str(device),
         eval_batch_size=args.eval_batch_size,
+        precision=args.precision,
         progress=not args.quiet,
         callbacks=[log, guard],
     )
@@ -276,7 +297,7 @@ def run_model(
     test_what = f"test ({ev['num_examples']:,} of 10,000)" if ev["num_examples"] < 10_000 else "test"
     share = flops / step_s / 1e9 / peak["gflops"]
     row = {
-        "model": name,
+        "model": key(name, args),
         "width": f"p={channels}" if name == "gated-pixelcnn" else f"2h={channels}",
         "layers": f"1+{args.layers}",
         "free params": f"{model.num_parameters():,}",
@@ -298,7 +319,9 @@ def run_model(
         "log_steps": log.steps,
         "log_losses": log.losses,
         "settings": settings(args, device),
-        "budget_note": f"{args.max_minutes:g} min on {device_name(device)}{threads}",
+        "command": _command(),
+        "budget_note": f"{args.max_minutes:g} min on {device_name(device)}{threads}"
+        + (", bf16" if args.precision == "bf16" else ""),
         "speed": (
             f"{name}: {step_s * 1e3:.1f} ms per step of {args.batch_size} images, {flops / 1e9:.1f} GFLOP as "
             f"executed (masked taps of the rows up to the centre included) = {share:.1%} of the "
@@ -310,11 +333,18 @@ def run_model(
 def settings(args, device: torch.device) -> dict:
     """What must agree for two stored rows to be compared."""
     keys = ("channels", "layers", "kernel_size", "first_kernel_size", "batch_size", "lr", "max_minutes")
+    keys += ("precision",)
     return {**{k: getattr(args, k) for k in keys}, "device": device.type}
 
 
+def key(name: str, args) -> str:
+    """A run's name in the store and the table: bf16 rows are kept beside the fp32 ones."""
+    return name + ("-bf16" if args.precision == "bf16" else "")
+
+
 def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    # Rows kept from earlier sessions may come from another host: each names its processor.
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({machine().split(',')[0]})"
 
 
 # ---------------------------------------------------------------------------- main
@@ -337,11 +367,15 @@ def main():
     p.add_argument("--num-samples", type=int, default=100)
     p.add_argument("--timing-steps", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="training precision (bf16 autocast)"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--models", default="pixelcnn,gated-pixelcnn")
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--smoke", action="store_true", help="tiny run of the whole pipeline; no RESULTS.md")
+    p.add_argument("--report", action="store_true", help="redraw the RESULTS.md section from the stored runs")
     p.add_argument("--figures", type=Path, default=None, help=f"figure directory (default {FIGURES})")
     args = p.parse_args()
     if args.smoke:
@@ -355,8 +389,12 @@ def main():
         torch.set_num_threads(args.threads)
     out = args.figures or (Path("/tmp/dgm-pixelcnn-smoke") if args.smoke else FIGURES)
     device = resolve_device(args.device)
-    peak = device_peak(device)
-    precision = "TF32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
+    if args.report:
+        return write_section(args, out, {})
+    if args.precision == "bf16" and device.type == "cuda":
+        p.error("--precision bf16 is measured on CPU here; on a GPU the fp32 rows run in TF32")
+    peak = device_peak(device, precision=args.precision)
+    precision = "TF32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else args.precision
     peak["note"] = f"{peak['gflops']:.0f} GFLOP/s {precision} matmul peak"
     print(f"device {device}; measured {peak['note']}", flush=True)
 
@@ -368,31 +406,40 @@ def main():
     gated_params = build("gated-pixelcnn", args.channels, args).num_parameters()
     widths = {"gated-pixelcnn": args.channels, "pixelcnn": matched_plain_width(gated_params, args)}
     new = {
-        name: run_model(name, widths[name], data, args, device, peak, out) for name in args.models.split(",")
+        key(name, args): run_model(name, widths[name], data, args, device, peak, out)
+        for name in args.models.split(",")
     }
+    write_section(args, out, new)
+
+
+def write_section(args, out: Path, new: dict) -> None:
+    """Store the new runs beside the kept ones and redraw the RESULTS.md section from all of them."""
     # Each model may run in its own command (e.g. under a per-command time limit): results accumulate in
     # a JSON store, and the section shows every stored model.
     store = out / "pixelcnn_runs.json"
     entries = {} if args.smoke or not store.exists() else json.loads(store.read_text())
     entries.update(new)
-    entries = {k: entries[k] for k in ("pixelcnn", "gated-pixelcnn") if k in entries}
+    names = ("pixelcnn", "gated-pixelcnn", "pixelcnn-bf16", "gated-pixelcnn-bf16")
+    entries = {k: entries[k] for k in names if k in entries}
     out.mkdir(parents=True, exist_ok=True)
     store.write_text(json.dumps(entries, indent=1))
     budgets = sorted({e["budget_note"] for e in entries.values()})
-    save_curves(
-        entries, out / "pixelcnn_curves.png", f"static binarized MNIST; {'; '.join(budgets)} per model"
-    )
+    minutes = sorted({e["settings"]["max_minutes"] for e in entries.values()})
+    title = f"static binarized MNIST; {', '.join(f'{m:g}' for m in minutes)} min of training per model"
+    save_curves(entries, out / "pixelcnn_curves.png", title)
     rows = [e["row"] for e in entries.values()]
     cols = list(rows[0])
     body_rows = table(rows, cols)
     print(body_rows)
     verdict = ""
-    if len(entries) == 2:
-        g, pl = entries["gated-pixelcnn"], entries["pixelcnn"]
-        same = g["settings"] == pl["settings"]
-        verdict = (
-            f"Gated below plain at equal size: **{'yes' if g['nll'] < pl['nll'] else 'no'}** "
-            f"({g['nll']:.2f} vs {pl['nll']:.2f} nats)"
+    for suffix in ("", "-bf16"):
+        if f"gated-pixelcnn{suffix}" not in entries or f"pixelcnn{suffix}" not in entries:
+            continue
+        g, pl = entries[f"gated-pixelcnn{suffix}"], entries[f"pixelcnn{suffix}"]
+        same = {**g["settings"], "precision": None} == {**pl["settings"], "precision": None}
+        verdict += (
+            f"Gated below plain at equal size{' (bf16 rows)' if suffix else ''}: "
+            f"**{'yes' if g['nll'] < pl['nll'] else 'no'}** ({g['nll']:.2f} vs {pl['nll']:.2f} nats)"
             + ("" if same else " — but the two rows were run with different settings, see the store")
             + ". "
         )
@@ -411,11 +458,20 @@ def main():
         + verdict
         + ("† stopped by the wall-clock guard before the estimated step count. " if "†" in body_rows else "")
         + "Sampling runs C·H·W = 784 sequential forward passes, each on the band of rows the current row "
-        "can see.\n\n"
+        "can see."
+        + (
+            " The rows ran on different hosts (each budget names its processor): compare step times within a "
+            "host only."
+            if len({e["budget_note"].split(")")[0] for e in entries.values()}) > 1
+            else ""
+        )
+        + "\n\n"
         f"Speed: {'; '.join(e['speed'] for e in entries.values())}.\n\n"
         "Figures: `benchmarks/figures/pixelcnn_samples.png`, "
         "`benchmarks/figures/gated-pixelcnn_samples.png`, `benchmarks/figures/pixelcnn_curves.png`; "
-        "per-run data: `benchmarks/figures/pixelcnn_runs.json`."
+        "per-run data: `benchmarks/figures/pixelcnn_runs.json`.\n\nCommands (each row's own run):\n\n"
+        + "\n".join(f"- {name}: `{e.get('command', 'not recorded')}`" for name, e in entries.items())
+        + "\n"
     )
     update_results("pixelcnn", body)
 
