@@ -119,6 +119,39 @@ def _extra_flop_formulas() -> dict:
     }
 
 
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously), so a timer measures it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_train_step(
+    model, batch: torch.Tensor, device: torch.device | str = "cpu", repeats: int = 5, precision: str = "fp32"
+) -> float:
+    """Median seconds of one Adam step (forward, backward, update) on a copy of the model in training
+    mode, under the trainer's autocast for ``precision``."""
+    import copy
+
+    from dgm.training.precision import autocast
+
+    m = copy.deepcopy(model).to(device).train()
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    x = batch.to(device)
+    times = []
+    for i in range(repeats + 2):
+        synchronize(device)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with autocast(torch.device(device).type, precision):
+            loss = m.loss(x)
+        loss.backward()
+        opt.step()
+        synchronize(device)
+        if i >= 2:  # the first steps allocate and pick kernels
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def step_flops(model, batch: torch.Tensor, device: torch.device | str = "cpu", context=None) -> float:
     """FLOPs of one training forward + backward pass as executed (masked entries are computed, so they
     count), from torch's FLOP counter (matmuls, convolutions, attention and fused recurrent layers;

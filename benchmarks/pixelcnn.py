@@ -45,10 +45,11 @@ from benchmarks.common import (
     machine,
     peak_rates,
     step_flops,
+    synchronize,
     table,
+    time_train_step,
     update_results,
 )
-from dgm.training.precision import autocast
 from dgm.training.trainer import resolve_device
 from dgm.viz import image_grid
 
@@ -57,11 +58,6 @@ ANCHOR = "PixelCNN 81.30 (van den Oord et al. 2016); target ≤ 81.5 on a GPU"
 
 
 # ---------------------------------------------------------------------------- helpers
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def device_peak(device: torch.device, seconds: float = 1.0, precision: str = "fp32") -> dict[str, float]:
     """Matmul GFLOP/s of the training device (fp32, or TF32 where cuDNN uses it; bf16 for ``precision``
     "bf16" on a CPU); peak_rates is CPU-only."""
@@ -75,11 +71,11 @@ def device_peak(device: torch.device, seconds: float = 1.0, precision: str = "fp
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
     try:
         torch.mm(a, b)
-        _sync(device)
+        synchronize(device)
         reps, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             torch.mm(a, b)
-            _sync(device)
+            synchronize(device)
             reps += 1
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
@@ -111,37 +107,15 @@ def matched_plain_width(target: int, args) -> int:
     return min(candidates, key=lambda c: abs(build("pixelcnn", c, args).num_parameters() - target))
 
 
-def time_train_step(
-    model, batch: torch.Tensor, device: torch.device, repeats: int, precision: str = "fp32"
-) -> float:
-    """Median seconds of one Adam step (forward, backward, update) on a copy of the model."""
-    m = copy.deepcopy(model).to(device)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    x = batch.to(device)
-    times = []
-    for i in range(repeats + 2):
-        _sync(device)
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with autocast(device.type, precision):
-            loss = m.loss(x)
-        loss.backward()
-        opt.step()
-        _sync(device)
-        if i >= 2:  # the first steps allocate and pick kernels
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 @torch.no_grad()
 def time_eval_batch(model, batch: torch.Tensor, device: torch.device) -> float:
     m = copy.deepcopy(model).to(device)
     x = batch.to(device)
     m.log_prob(x)
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     m.log_prob(x)
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - t0
 
 
@@ -161,7 +135,7 @@ def profile_step(model, batch: torch.Tensor, device: torch.device, rows: int = 1
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         step()
-        _sync(device)
+        synchronize(device)
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=rows)
 
@@ -281,10 +255,10 @@ def run_model(
     train_s = time.perf_counter() - t0
     ev = dgm.evaluate(model, test, args.eval_batch_size)
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     samples = model.sample(args.num_samples, generator=gen)
-    _sync(device)
+    synchronize(device)
     sample_s = time.perf_counter() - t0
     image_grid(
         samples,

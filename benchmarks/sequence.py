@@ -24,17 +24,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
 import dgm
-from benchmarks.common import ROWS, peak_rates, save_row, step_flops, stored_rows, table, update_results
+from benchmarks.common import (
+    ROWS,
+    peak_rates,
+    save_row,
+    step_flops,
+    stored_rows,
+    table,
+    time_train_step,
+    update_results,
+)
 from dgm.data.sources import decode
-from dgm.training.precision import autocast
 
 FIGURES = Path(__file__).with_name("figures")
 STORE = ROWS / "sequence"
@@ -49,23 +55,6 @@ LEARNING_RATES = {"rnn": 3e-3, "transformer-ar": 1e-3}
 WARMUP_STEPS = 100
 
 
-def time_step(model, batch: torch.Tensor, precision: str, repeats: int = 5) -> float:
-    """Median seconds of one Adam step (forward, backward, update) on a copy of the model."""
-    m = copy.deepcopy(model).train()
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    times = []
-    for i in range(repeats + 2):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with autocast("cpu", precision):
-            loss = m.loss(batch)
-        loss.backward()
-        opt.step()
-        if i >= 2:  # the first steps allocate and pick kernels
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def run(name: str, minutes: float, seq_len: int, batch_size: int, precision: str, peak: dict) -> dict:
     train, valid, test = (
         dgm.data.load("tinyshakespeare", s, seq_len=seq_len) for s in ("train", "valid", "test")
@@ -73,7 +62,7 @@ def run(name: str, minutes: float, seq_len: int, batch_size: int, precision: str
     torch.manual_seed(0)
     model = dgm.build(name, event_shape=train.event_shape, support=train.support, **CONFIGS[name])
     batch = train.x[:batch_size]
-    step_s = time_step(model, batch, precision)
+    step_s = time_train_step(model, batch, precision=precision)
     flops = step_flops(model, batch)
     share = flops / step_s / 1e9 / peak["bf16_gflops" if precision == "bf16" else "gflops"]
     # The cosine schedule needs its length up front: the steps the budget holds at the timed rate, less

@@ -34,17 +34,12 @@ from pathlib import Path
 import torch
 
 import dgm
-from benchmarks.common import table, update_results
+from benchmarks.common import synchronize, table, update_results
 from dgm.tasks.superres import consistency_error, low_resolution, super_resolve, upsample
 from dgm.training.trainer import resolve_device
 from dgm.viz import image_grid
 
 FIGURES = Path(__file__).with_name("figures")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def build(args, context_shape) -> dgm.GenerativeModel:
@@ -147,14 +142,14 @@ def main():
         model.eval()
         ev = dgm.evaluate(model, data["test"] if cond else plain["test"], args.eval_batch_size)
         gen = torch.Generator(device=model.device).manual_seed(args.seed)
-        _sync(model.device)
+        synchronize(model.device)
         t0 = time.perf_counter()
         with torch.no_grad():
             if cond:
                 draws = super_resolve(model, low.to(model.device), s, generator=gen)
             else:
                 draws = model.sample(n_c * s, generator=gen).reshape(n_c, s, 1, 28, 28)
-        _sync(model.device)
+        synchronize(model.device)
         sample_s = time.perf_counter() - t0
         samples[name] = draws.cpu()
         err = consistency_error(draws.cpu(), low, f, per_example=True)
