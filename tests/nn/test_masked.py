@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from dgm import ConfigError
+from dgm.nn import masked
 from dgm.nn.masked import (
+    DegreeMask,
     MaskedLinear,
     MaskedMLP,
     ResidualMaskedMLP,
@@ -34,6 +36,94 @@ def test_masked_linear_applies_mask_without_touching_weights():
     assert "mask" in layer.state_dict()
     with pytest.raises(ConfigError, match="shape"):
         layer.set_mask(torch.ones(7, 5))
+
+
+def _degree_mask(n_out: int, n_in: int, strict: bool) -> DegreeMask:
+    return DegreeMask(torch.randint(1, 6, (n_out,)), torch.randint(1, 6, (n_in,)), strict)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_masked_linear_with_degree_masks_equals_the_dense_product(strict, dtype):
+    """Values and gradients (input, weight, bias) equal those of F.linear(x, W ⊙ M); masked-out weights
+    get exactly zero gradient."""
+    mask = _degree_mask(6, 9, strict)
+    dense = mask.dense(dtype)
+    assert dense.sum() > 0 and (dense == 0).any()
+    w = torch.randn(6, 9, dtype=dtype, requires_grad=True)
+    b = torch.randn(6, dtype=dtype, requires_grad=True)
+    x = torch.randn(3, 4, 9, dtype=dtype, requires_grad=True)  # any leading shape
+    g = torch.randn(3, 4, 6, dtype=dtype)
+    grads = []
+    for fn in (lambda: masked.masked_linear(x, w, mask, b), lambda: F.linear(x, w * dense, b)):
+        y = fn()
+        grads.append((y, *torch.autograd.grad(y, (x, w, b), g)))
+    for ours, reference in zip(*grads, strict=True):
+        assert ours.dtype == dtype
+        torch.testing.assert_close(ours, reference)
+    assert torch.all(grads[0][2][dense == 0] == 0)
+    # A dense 0/1 mask takes the same path's other branch.
+    y = masked.masked_linear(x, w, dense, b)
+    torch.testing.assert_close(y, grads[1][0])
+
+
+def test_masked_linear_under_bf16_autocast_matches_autocast_linear():
+    mask = _degree_mask(16, 24, False)
+    w = torch.randn(16, 24, requires_grad=True)
+    x = torch.randn(5, 24)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = masked.masked_linear(x, w, mask)
+        reference = F.linear(x, w * mask.dense())
+    assert y.dtype == reference.dtype == torch.bfloat16
+    torch.testing.assert_close(y, reference)
+    (grad,) = torch.autograd.grad(y.float().sum(), w)
+    assert grad.dtype == torch.float32  # the parameter's dtype, masked as it is cast back
+    assert torch.all(grad[mask.dense() == 0] == 0)
+
+
+def test_fused_mask_kernel_matches_eager_and_falls_back(monkeypatch):
+    """The compiled kernel (used for wide layers) gives exactly the eager result; a kernel that fails is
+    dropped with one warning and the eager path takes over."""
+    monkeypatch.setattr(masked, "FUSED_MIN_NUMEL", 0)
+    monkeypatch.setattr(masked, "_fused_kernels", {})
+    mask = _degree_mask(40, 30, True)
+    w = torch.randn(40, 30)
+    eager = (w * mask.dense()).to(torch.bfloat16)
+    fused = masked._apply_degree_mask(w, mask, torch.bfloat16)
+    if masked._fused_kernels["mask_cast"] is not None:  # None only with DGM_FUSED_MASKS=0
+        assert torch.equal(fused, eager)
+
+    def broken(*args):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(masked, "_fused_kernels", {"mask_cast": broken})
+    with pytest.warns(UserWarning, match="fused mask kernel unavailable"):
+        assert torch.equal(masked._apply_degree_mask(w, mask, torch.bfloat16), eager)
+    assert masked._fused_kernels["mask_cast"] is None
+    monkeypatch.setenv("DGM_FUSED_MASKS", "0")
+    monkeypatch.setattr(masked, "_fused_kernels", {})
+    assert masked._fused("mask_cast") is None
+
+
+def test_degree_masks_are_the_dense_masks():
+    net = MaskedMLP(
+        7,
+        [10, 8],
+        num_inputs_per_dim=2,
+        num_outputs_per_dim=3,
+        num_masks=3,
+        order_agnostic=True,
+        connectivity_agnostic=True,
+        direct_connection=True,
+    )
+    ordering = random_ordering(7)
+    for m in range(3):
+        for o in (None, ordering):
+            dense = [*net.masks(m, o), net.direct_mask(m, o)]
+            degree = net.degree_masks(m, o)
+            assert len(degree) == len(dense)
+            for a, b in zip(degree, dense, strict=True):
+                assert torch.equal(a.dense(), b)
 
 
 def test_degrees_and_masks_follow_the_paper():
