@@ -52,7 +52,7 @@ def test_autoregressive_jacobian():
 
 
 def test_fast_equals_naive_with_input_gradient(monkeypatch):
-    monkeypatch.setattr(nade_module, "_CHUNK_ELEMENTS", 2 * 20 * 5)
+    monkeypatch.setattr(nade_module, "_DENSE_CHUNK_ELEMENTS", 2 * 20 * 5)  # several chunks, a ragged last one
     model = build(D=20, ordering="random", activation="relu")
     x = torch.randn(5, 20, dtype=torch.float64, requires_grad=True)
     fast, naive = model.log_prob(x), model.log_prob_naive(x)
