@@ -89,20 +89,63 @@ def test_fused_mask_kernel_matches_eager_and_falls_back(monkeypatch):
     mask = _degree_mask(40, 30, True)
     w = torch.randn(40, 30)
     eager = (w * mask.dense()).to(torch.bfloat16)
-    fused = masked._apply_degree_mask(w, mask, torch.bfloat16)
-    if masked._fused_kernels["mask_cast"] is not None:  # None only with DGM_FUSED_MASKS=0
-        assert torch.equal(fused, eager)
+    assert torch.equal(masked._apply_degree_mask(w, mask, torch.bfloat16), eager)
 
     def broken(*args):
         raise RuntimeError("no compiler")
 
-    monkeypatch.setattr(masked, "_fused_kernels", {"mask_cast": broken})
+    key = ("cpu", torch.float32, torch.bfloat16)
+    monkeypatch.setattr(masked, "_fused_kernels", {key: broken})
     with pytest.warns(UserWarning, match="fused mask kernel unavailable"):
         assert torch.equal(masked._apply_degree_mask(w, mask, torch.bfloat16), eager)
-    assert masked._fused_kernels["mask_cast"] is None
+    assert masked._fused_kernels[key] is None
     monkeypatch.setenv("DGM_FUSED_MASKS", "0")
     monkeypatch.setattr(masked, "_fused_kernels", {})
-    assert masked._fused("mask_cast") is None
+    assert masked._fused(key) is None
+
+
+def test_fused_training_steps_compile_once_and_match_eager(monkeypatch):
+    """A training step under bf16 autocast, its backward and an fp32 evaluation, over several masks and
+    batch sizes, give the eager path's values and gradients, and after the first pass nothing recompiles
+    (a kernel past dynamo's recompile limit would silently run uncompiled)."""
+    import torch._dynamo
+
+    net = MaskedMLP(
+        9,
+        [12, 10],
+        num_inputs_per_dim=2,
+        num_masks=4,
+        order_agnostic=True,
+        connectivity_agnostic=True,
+        direct_connection=True,
+    )
+    monkeypatch.setattr(masked, "_fused_kernels", {})
+
+    def run(m: int, n: int):
+        x = torch.randn(n, 18)
+        out = []
+        for threshold in (0, 1 << 40):  # every layer fused, then every layer eager
+            monkeypatch.setattr(masked, "FUSED_MIN_NUMEL", threshold)
+            net.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = net(x, mask_index=m)
+            y.float().square().sum().backward()
+            with torch.no_grad():
+                z = net(x, mask_index=m)
+            out.append([y, z, *(p.grad.clone() for p in net.parameters())])
+        for fused, eager in zip(*out, strict=True):
+            torch.testing.assert_close(fused, eager)
+
+    run(0, 5)
+    run(1, 7)
+    kernels = masked._fused_kernels
+    f32, bf16 = torch.float32, torch.bfloat16
+    # (input, output): the forward's fp32 → bf16, the backward's bf16 → fp32, evaluation fp32 → fp32
+    assert {key[1:] for key in kernels} == {(f32, bf16), (bf16, f32), (f32, f32)}
+    assert all(k is not None for k in kernels.values())  # compiled, not fallen back
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for m, n in ((2, 3), (3, 11), (0, 4)):
+            run(m, n)
 
 
 def test_degree_masks_are_the_dense_masks():

@@ -15,6 +15,7 @@ is laid out block-major, index ``j * D + d`` for value ``j`` of dimension ``d``,
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import warnings
@@ -23,7 +24,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, nn, overrides
+from torch.utils import _python_dispatch
 
 from dgm.core.errors import ConfigError
 
@@ -160,41 +162,65 @@ class DegreeMask(NamedTuple):
         return (self.out_degrees[:, None] >= self.in_degrees[None, :] + int(self.strict)).to(dtype)
 
 
-# Weights at least this large take the compiled kernels; below it the elementwise passes are cheap and a
+# Weights at least this large take the compiled kernel; below it the elementwise passes are cheap and a
 # compilation (seconds) would not pay for itself.
 FUSED_MIN_NUMEL = 1 << 22
 _fused_kernels: dict = {}
 
 
-def _fused(name: str):
-    """The compiled mask kernels, built on first use; None where torch.compile cannot build them (no C++
-    compiler, no Triton), or with DGM_FUSED_MASKS=0, in which case the eager path is used."""
-    if name not in _fused_kernels:
+def _fused(key: tuple):
+    """The compiled mask kernel for ``key`` = (device type, input dtype, output dtype), built on first
+    use; None with
+    DGM_FUSED_MASKS=0 or after a failure (no C++ compiler, no Triton), and the eager path runs.
+
+    One compiled function per key, called in one fixed state (no autocast, no grad, no torch-function
+    mode, plain tensors), so that it compiles once: dynamo guards on all of these, and a kernel that
+    recompiled past its limit would silently run uncompiled. (The kernels share one code object, so
+    dynamo counts their variants together: three in training with bf16 autocast, under its limit of 8.)
+    """
+    if key not in _fused_kernels:
         kernel = None
         if os.environ.get("DGM_FUSED_MASKS", "1") != "0":
+            dtype = key[-1]
 
-            def mask_cast(w: Tensor, d_out: Tensor, d_in: Tensor, strict: int, dtype: torch.dtype):
-                return torch.where(d_out[:, None] >= d_in[None, :] + strict, w, 0).to(dtype)
+            def mask_cast(w: Tensor, d_out: Tensor, d_in: Tensor) -> Tensor:
+                return torch.where(d_out[:, None] >= d_in[None, :], w, 0).to(dtype)
 
-            kernel = torch.compile(mask_cast, dynamic=True)
-        _fused_kernels[name] = kernel
-    return _fused_kernels[name]
+            kernel = torch.compile(mask_cast, dynamic=True, fullgraph=True)
+        _fused_kernels[key] = kernel
+    return _fused_kernels[key]
+
+
+@contextlib.contextmanager
+def _without_function_modes():
+    """Leave the torch-function modes (the trainer's fp32 reductions) for a while: dynamo guards on the
+    mode stack, which differs between a forward under the trainer's autocast and its backward."""
+    stack = overrides._get_current_function_mode_stack()
+    for _ in stack:
+        overrides._pop_mode()
+    try:
+        yield
+    finally:
+        for mode in stack:
+            overrides._push_mode(mode)
 
 
 def _apply_degree_mask(w: Tensor, mask: DegreeMask, dtype: torch.dtype) -> Tensor:
     """(w ⊙ M).to(dtype) in one pass over w where the fused kernel is available, else eagerly."""
-    kernel = _fused("mask_cast") if w.numel() >= FUSED_MIN_NUMEL else None
+    key = (w.device.type, w.dtype, dtype)
+    # Under a dispatch mode (e.g. torch's FLOP counter) the eager ops are what the mode expects to see.
+    eager = w.numel() < FUSED_MIN_NUMEL or _python_dispatch._get_current_dispatch_mode() is not None
+    kernel = None if eager else _fused(key)
     if kernel is not None:
         try:
-            # Outside any torch-function mode (the trainer's bf16 reductions): the kernel's ops are not
-            # reductions, and a mode would be traced into the compiled graph.
-            with torch._C.DisableTorchFunction():
-                return kernel(w, mask.out_degrees, mask.in_degrees, int(mask.strict), dtype)
+            device = w.device.type
+            with _without_function_modes(), torch.no_grad(), torch.autocast(device, enabled=False):
+                return kernel(w.detach(), mask.out_degrees, mask.in_degrees + int(mask.strict))
         except Exception as error:  # a missing or broken compiler: fall back for the rest of the process
             warnings.warn(
                 f"dgm: fused mask kernel unavailable ({type(error).__name__}); using eager ops", stacklevel=2
             )
-            _fused_kernels["mask_cast"] = None
+            _fused_kernels[key] = None
     return (w * mask.dense(w.dtype)).to(dtype)
 
 
