@@ -25,6 +25,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn, overrides
+from torch.autograd.function import once_differentiable
 from torch.utils import _python_dispatch
 
 from dgm.core.errors import ConfigError
@@ -170,8 +171,7 @@ _fused_kernels: dict = {}
 
 def _fused(key: tuple):
     """The compiled mask kernel for ``key`` = (device type, input dtype, output dtype), built on first
-    use; None with
-    DGM_FUSED_MASKS=0 or after a failure (no C++ compiler, no Triton), and the eager path runs.
+    use; None with DGM_FUSED_MASKS=0 or after a failure (no C++ compiler, no Triton): the eager path runs.
 
     One compiled function per key, called in one fixed state (no autocast, no grad, no torch-function
     mode, plain tensors), so that it compiles once: dynamo guards on all of these, and a kernel that
@@ -260,6 +260,7 @@ class _MaskedLinearFunction(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # the fused kernel runs without autograd: a second derivative must not be zero
     def backward(ctx, grad):
         xc, w, dense_mask = ctx.saved_tensors
         x_dtype, w_dtype, b_dtype = ctx.dtypes
