@@ -6,7 +6,8 @@
 For each model, at the size of its benchmark row where it has one (the registry's defaults otherwise):
 parameters; the time of one Adam step on 100 training images (median of 5 after 2 warm-up steps) and
 the epoch it implies (500 such steps cover the 50,000 training images; validation excluded); the step's
-share of this machine's fp32 matmul peak (FLOPs as executed, from torch's counter); `log_prob` of 1,000
+share of this machine's fp32 matmul peak (FLOPs as executed, from torch's counter); the same step under
+bf16 autocast and its share of the bf16 peak; `log_prob` of 1,000
 test images; and one `sample(100)` call. The weights are fresh: every cost here depends on the
 architecture only. RNADE models real values, so it runs on dequantised MNIST; every other model on the
 fixed binarisation. The pixel models read 1×28×28 images, the rest 784 values in raster order.
@@ -60,6 +61,7 @@ def measure(label: str, peak: dict) -> dict:
     model = dgm.build(name, event_shape=event_shape, support=support, **options)
     batch = train[:BATCH]
     step_s = time_train_step(model, batch)
+    bf16_s = time_train_step(model, batch, precision="bf16")
     flops = step_flops(model, batch)
     model.eval()
     with torch.no_grad():
@@ -77,6 +79,8 @@ def measure(label: str, peak: dict) -> dict:
         "ms/step (100)": f"{step_s * 1e3:.1f}",
         "time/epoch": f"{step_s * 50_000 / BATCH:.0f} s",
         "share of matmul peak": f"{flops / step_s / 1e9 / peak['gflops']:.0%}",
+        "ms/step, bf16 autocast": f"{bf16_s * 1e3:.1f}",
+        "share of bf16 peak": f"{flops / bf16_s / 1e9 / peak['bf16_gflops']:.0%}",
         "log_prob, 1,000 images": f"{score_s:.2f} s",
         "100 samples": f"{sample_s:.2f} s",
         "samples/s": f"{100 / sample_s:.1f}",
@@ -97,7 +101,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     torch.set_num_threads(args.threads)
-    peak = peak_rates(2.0)
+    peak = peak_rates(2.0, bf16=True)
     rows = [measure(label, peak) for label in labels]
     body = table(rows, list(rows[0]))
     step_ms = {r["model"]: float(r["ms/step (100)"]) for r in rows}
@@ -108,7 +112,9 @@ def main() -> None:
         "## Autoregressive models: training epoch, scoring and sampling speed on MNIST (issue #4)\n\n"
         f"One thread, fresh weights, batch {BATCH}; the epoch is 500 times the median step (50,000 "
         "training images), validation excluded; share: FLOPs of a step as executed over its time, "
-        f"against the {peak['gflops']:.0f} GFLOP/s fp32 matmul peak measured by the same run. Networks: the "
+        f"against the {peak['gflops']:.0f} GFLOP/s fp32 matmul peak measured by the same run; the bf16 "
+        "columns time the same step under the trainer's bf16 autocast (`--precision bf16`) against the "
+        f"{peak['bf16_gflops']:.0f} GFLOP/s bf16 peak. Networks: the "
         "benchmark row named, or the registry's defaults. rnade runs on dequantised MNIST, the others "
         "on the fixed binarisation (see the docstring of `benchmarks/ar_speed.py`).\n\n"
         + body
@@ -122,7 +128,11 @@ def main() -> None:
         "(torch's formula); its causal CPU kernel skips the blocks above the diagonal, so that share is "
         "an upper bound. At T = 784 attention is about half of its counted FLOPs"
         + (f": its step costs {ratio:.1f} times the LSTM's here." if ratio else ".")
-        + "\n",
+        + " Step times depend on the host more than on anything in `dgm`: the fp32-only table this one "
+        "replaced (AMD EPYC, 2026-11-25; git history at f4f241d) had steps 1.1 to 3.1 times shorter, e.g. "
+        "nade 70.6 ms, pixelrnn 240.5, pixelcnn 260.0, rnn 1534.2, transformer-ar 10850.5, except "
+        "made-1x8000-oa's (131.0 ms), whose large products this host runs as fast. Compare within one "
+        "table.\n",
     )
 
 
