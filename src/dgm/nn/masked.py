@@ -112,23 +112,40 @@ def made_degrees(
     return degrees
 
 
-def made_masks(
+class DegreeMask(NamedTuple):
+    """The mask of one layer given by degrees, M[k, j] = [d_out[k] >= d_in[j] + strict], not materialised:
+    a wide layer's mask is built inside the fused kernel that applies it (:func:`masked_linear`)."""
+
+    out_degrees: Tensor
+    in_degrees: Tensor
+    strict: bool
+
+    def dense(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        return (self.out_degrees[:, None] >= self.in_degrees[None, :] + int(self.strict)).to(dtype)
+
+
+def made_degree_masks(
     degrees: Sequence[Tensor], num_inputs_per_dim: int = 1, num_outputs_per_dim: int = 1
-) -> list[Tensor]:
-    """The (out, in) 0/1 masks of every layer from ``made_degrees``; the last one is the output mask.
+) -> list[DegreeMask]:
+    """Every layer's mask from ``made_degrees`` as degrees (:class:`DegreeMask`); the last is the output's.
 
     Hidden layers keep m_out >= m_in; the output layer keeps d > m_in (strict), so that output d sees
     only inputs before d. Inputs and outputs with several values per dimension repeat the dimension's
     degree block-major (index j * D + d).
     """
-    d_in = degrees[0].repeat(num_inputs_per_dim)
-    masks, previous = [], d_in
+    masks, previous = [], degrees[0].repeat(num_inputs_per_dim)
     for d_hidden in degrees[1:]:
-        masks.append((d_hidden[:, None] >= previous[None, :]).float())
+        masks.append(DegreeMask(d_hidden, previous, False))
         previous = d_hidden
-    d_out = degrees[0].repeat(num_outputs_per_dim)
-    masks.append((d_out[:, None] > previous[None, :]).float())
+    masks.append(DegreeMask(degrees[0].repeat(num_outputs_per_dim), previous, True))
     return masks
+
+
+def made_masks(
+    degrees: Sequence[Tensor], num_inputs_per_dim: int = 1, num_outputs_per_dim: int = 1
+) -> list[Tensor]:
+    """The (out, in) 0/1 masks of :func:`made_degree_masks`."""
+    return [m.dense() for m in made_degree_masks(degrees, num_inputs_per_dim, num_outputs_per_dim)]
 
 
 def direct_mask(input_degrees: Tensor, num_inputs_per_dim: int = 1, num_outputs_per_dim: int = 1) -> Tensor:
@@ -151,18 +168,6 @@ def _degree_schedule(degrees: Tensor, num_dims: int) -> tuple[Tensor, Tensor, Te
 
 
 # ---------------------------------------------------------------------------- layers
-class DegreeMask(NamedTuple):
-    """The mask of one layer given by degrees, M[k, j] = [d_out[k] >= d_in[j] + strict], not materialised:
-    a wide layer's mask is built inside the fused kernel that applies it (:func:`masked_linear`)."""
-
-    out_degrees: Tensor
-    in_degrees: Tensor
-    strict: bool
-
-    def dense(self, dtype: torch.dtype = torch.float32) -> Tensor:
-        return (self.out_degrees[:, None] >= self.in_degrees[None, :] + int(self.strict)).to(dtype)
-
-
 # Weights at least this large take the compiled kernel; below it the elementwise passes are cheap and a
 # compilation (seconds) would not pay for itself.
 FUSED_MIN_NUMEL = 1 << 22
@@ -484,14 +489,10 @@ class MaskedMLP(nn.Module):
         """:meth:`masks` as :class:`DegreeMask` s (degrees, not 0/1 matrices), then the direct connection's
         if there is one: what a training step hands its layers."""
         degrees = self.degrees(mask_index, ordering)
-        d_in, d_out = (degrees[0].repeat(p) for p in (self.num_inputs_per_dim, self.num_outputs_per_dim))
-        previous, masks = d_in, []
-        for d_hidden in degrees[1:]:
-            masks.append(DegreeMask(d_hidden, previous, False))
-            previous = d_hidden
-        masks.append(DegreeMask(d_out, previous, True))
-        if self.direct is not None:
-            masks.append(DegreeMask(d_out, d_in, True))
+        p_in, p_out = self.num_inputs_per_dim, self.num_outputs_per_dim
+        masks = made_degree_masks(degrees, p_in, p_out)
+        if self.direct is not None:  # the output mask of a network without hidden layers
+            masks += made_degree_masks(degrees[:1], p_in, p_out)
         return masks
 
     def _layer_masks(self, mask_index, ordering) -> list[DegreeMask | None]:
