@@ -185,7 +185,13 @@ def test_active_units_count_posterior_means_that_move_with_x():
     means = hvae.posterior_means(x, generator=torch.Generator().manual_seed(0))
     assert [m.shape for m in means] == [(300, 4), (300, 2)]
     assert hvae.active_units(x) == [0, 0]  # exactly: every x shares the noise of the means' estimate
-    alive = perturbed(hvae).active_units(x)
+    perturbed(hvae)
+    with torch.no_grad():
+        # z_2's posterior mean is a Monte Carlo average over draws of z_1, which smooths its variation
+        # with x: after a bare N(0, 0.25) perturbation it stayed under the 0.01 threshold in about 7 % of
+        # draws. Steeper in z_1, it moves with x in every one of 1,000 draws tried.
+        hvae.encoder[1][-1].weight.mul_(10)
+    alive = hvae.active_units(x)
     assert alive[0] >= 1 and alive[1] >= 1
 
 
