@@ -46,9 +46,12 @@ def logits_fn(model, mask, ordering=None, context=None):
 @pytest.mark.parametrize("hidden", [[], [24], [20, 16, 20]])
 def test_every_mask_is_autoregressive(hidden):
     model = build(hidden=hidden, masks=3, order_agnostic=True, connectivity_agnostic=bool(hidden))
-    x = torch.randint(0, 2, (8,)).double()
+    # Summed over a few inputs: on one input, three narrow ReLU layers left every allowed path of a mask
+    # inactive in about 1 of 900 draws, which the check that some dependence is present took for a defect.
+    xs = torch.randint(0, 2, (3, 8)).double()
     for m in range(3):
-        assert_autoregressive(params_jacobian(logits_fn(model, m), x), model.net.orderings[m])
+        jac = sum(params_jacobian(logits_fn(model, m), x).abs() for x in xs)
+        assert_autoregressive(jac, model.net.orderings[m])
 
 
 def test_any_ordering_with_trained_degrees_is_autoregressive():
