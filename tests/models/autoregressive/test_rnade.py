@@ -51,9 +51,10 @@ def test_autoregressive_jacobian():
     assert_autoregressive(params_jacobian(lambda v: model.params(v), x), model.ordering)
 
 
-def test_fast_equals_naive_with_input_gradient(monkeypatch):
-    monkeypatch.setattr(nade_module, "_DENSE_CHUNK_ELEMENTS", 2 * 20 * 5)  # several chunks, a ragged last one
-    model = build(D=20, ordering="random", activation="relu")
+@pytest.mark.parametrize("ordering, activation", [("random", "relu"), ("natural", "sigmoid")])
+def test_fast_equals_naive_with_input_gradient(monkeypatch, ordering, activation):
+    monkeypatch.setattr(nade_module, "_REAL_CHUNK_ELEMENTS", 2 * 2 * 5)  # several chunks, a ragged last one
+    model = build(D=20, ordering=ordering, activation=activation)
     x = torch.randn(5, 20, dtype=torch.float64, requires_grad=True)
     fast, naive = model.log_prob(x), model.log_prob_naive(x)
     assert torch.allclose(fast, naive, rtol=0, atol=1e-12)

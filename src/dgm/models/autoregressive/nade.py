@@ -16,9 +16,11 @@ reverse cumulative sum). It runs a few examples at a time in reused position-maj
 and keeps nothing of size D × N × H for the backward pass, which recomputes the activations chunk by
 chunk. Binary inputs use that a_d only changes after a 1: each run of zeros shares one hidden state
 (:class:`_Segments`), so only (K + 1) × H sigmoids are computed for an image with K ones (about 100 of
-784 on MNIST). Other inputs take a blocked scan over all D positions (small triangular products inside
-blocks of 16, a running sum across blocks). Left to autograd, the same computation costs several times
-the time and memory.
+784 on MNIST). Real-valued inputs (RNADE) go through the positions 16 at a time (:class:`_RealBlocks`):
+a block's pre-activations are one small product plus what the earlier blocks add, and all of its work
+is done while its values are in cache. One-hot inputs take a blocked scan over all D positions (small
+triangular products inside blocks of 16, a running sum across blocks). Left to autograd, the same
+computation costs several times the time and memory.
 """
 
 from __future__ import annotations
@@ -36,13 +38,12 @@ from dgm.core.registry import register
 from dgm.nn.masked import make_ordering
 
 # Examples per chunk of the O(HD) pass: about this many activations (n × D × H) at a time. The per-segment
-# route of binary inputs works on (K + 1) × H values and is fastest in small, cache-sized chunks; the dense
-# route (RNADE's real inputs) is a chain of per-position batched products whose row count is the chunk,
-# and at 2 MNIST images per chunk those ran far below the matmul rate. RNADE (H = 500, 10 components,
-# 100 images, one thread, same host, contended core): a training step 3.6–3.9 s with 2 images per chunk,
-# 2.1–2.5 s with 42.
+# route of binary inputs works on (K + 1) × H values and is fastest in small, cache-sized chunks, as is
+# the one-hot route. The real route (RNADE) keeps only block-sized buffers, so its chunk bounds the
+# (D/B, n, H) block offsets instead, and is large: its per-block products take the chunk as their row
+# count, and with 2 MNIST images per chunk they ran far below the matmul rate.
 _CHUNK_ELEMENTS = 1 << 20
-_DENSE_CHUNK_ELEMENTS = 1 << 24
+_REAL_CHUNK_ELEMENTS = 1 << 24
 # Positions per block of the blocked scan (see _exclusive_scan).
 _BLOCK = 16
 
@@ -132,6 +133,107 @@ def _pre_activations(x: Tensor, table: Tensor, start: Tensor, contrib: Tensor, o
     return _exclusive_scan(contrib, out).add_(start)
 
 
+def _before(like: Tensor) -> Tensor:
+    """[t < d] as a (B × B) matrix indexed [d, t]."""
+    return torch.ones(_BLOCK, _BLOCK, dtype=like.dtype, device=like.device).tril(-1)
+
+
+class _RealBlocks:
+    """The O(HD) pass for real-valued inputs, one block of B positions at a time.
+
+    With position d in block b, a_d = start + Σ_{earlier blocks} x_block W_block^T + Σ_{t in b, t<d} x_t
+    W[:, t]: the first two terms are one (n, H) offset per block (a product per block and a running
+    sum), the last a (B·n × B) by (B × H) product. Everything of size B × n × H (a, h, dL/dh) is made,
+    used and dropped while it is still in cache, and the backward pass walks the blocks last to first,
+    carrying Σ_{later blocks} dL/da. Nothing of size D × n × H is ever written to memory: on CPU these
+    passes are bound by memory traffic, not arithmetic (RNADE at H = 500, 10 components, 100 images, one
+    thread: a training step 630 ms when whole (D, n, H) arrays were written, 2.1–2.5 s before that).
+    """
+
+    def __init__(self, x: Tensor, table: Tensor, start: Tensor, rho: Tensor | None):
+        n, D = x.shape
+        padded, H = table.shape
+        self.nb, self.D, self.n, self.H = padded // _BLOCK, D, n, H
+        xb = x.new_zeros(padded, n)
+        xb[:D] = x.T
+        self.xb = xb.view(self.nb, _BLOCK, n)  # (block, t, n)
+        self.W = table.view(self.nb, _BLOCK, H)
+        # [t < d] x[n, t] per block: (block, d, n, t)
+        self.x_before = _before(x)[None, :, None, :] * self.xb.transpose(1, 2)[:, None]
+        totals = torch.bmm(self.xb.transpose(1, 2), self.W)  # (block, n, H)
+        self.offsets = totals.cumsum(0).sub_(totals).add_(start)  # start + every earlier block
+        self.rho = rho
+
+    def positions(self, block: int) -> slice:
+        return slice(block * _BLOCK, min((block + 1) * _BLOCK, self.D))
+
+    def hidden(self, block: int, activation: str, need_a: bool = True) -> tuple[Tensor | None, Tensor]:
+        """(a, h) of the block's k ≤ B positions, each (k, n, H); a is None unless ``need_a``."""
+        pos = self.positions(block)
+        k = pos.stop - pos.start
+        W = self.W[block].expand(k, _BLOCK, self.H)
+        if self.rho is not None and not need_a:  # z = ρ a straight from the products
+            rho = self.rho[pos, None, None]
+            z = torch.mul(self.offsets[block], rho).baddbmm_(self.x_before[block, :k] * rho, W)
+            return None, _activate(z, activation, out=z)
+        a = torch.baddbmm(self.offsets[block].expand(k, self.n, self.H), self.x_before[block, :k], W)
+        z = a if self.rho is None else a * self.rho[pos, None, None]
+        return a, _activate(z, activation)
+
+
+def _real_forward(x, table, start, V, b, rho, activation: str) -> Tensor:
+    """params (D, n, P) of one chunk of real-valued inputs."""
+    blocks = _RealBlocks(x, table, start, rho)
+    out = start.new_empty(x.shape[1], len(x), V.shape[1])
+    for block in range(blocks.nb):
+        pos = blocks.positions(block)
+        _, h = blocks.hidden(block, activation, need_a=False)
+        torch.baddbmm(b[pos, None, :], h, V[pos].transpose(1, 2), out=out[pos])
+    return out
+
+
+def _real_backward(x, table, start, V, rho, activation: str, g: Tensor, dV, drho, want_dx: bool, first: bool):
+    """From g = dL/dparams ((D, P, n)) of one chunk: writes (``first`` chunk) or adds into dV and drho;
+    returns the rows of dL/dW ((D', H)), dL/dstart (n, H) and dL/dx (n, D) or None."""
+    blocks = _RealBlocks(x, table, start, rho)
+    n, D = x.shape
+    d_table = torch.zeros_like(table).view(blocks.nb, _BLOCK, -1)
+    after = start.new_zeros(n, blocks.H)  # Σ of dL/da over the blocks after the current one
+    dx = x.new_zeros(n, blocks.nb, _BLOCK) if want_dx else None
+    before = _before(x)
+    for block in reversed(range(blocks.nb)):
+        pos = blocks.positions(block)
+        k = pos.stop - pos.start
+        a, h = blocks.hidden(block, activation)
+        if first:
+            torch.bmm(g[pos], h, out=dV[pos])
+        else:
+            dV[pos].baddbmm_(g[pos], h)
+        dz = torch.bmm(g[pos].transpose(1, 2), V[pos])  # dL/dh, then dL/dz in place
+        _times_activation_derivative_fused(dz, h, activation)
+        if rho is not None:
+            drho_block = torch.mul(dz, a, out=a).sum((1, 2))
+            drho[pos] = drho_block if first else drho[pos] + drho_block
+            dz.mul_(rho[pos, None, None])  # now dL/da
+        # W[:, t] feeds every later a_d: inside the block through [t < d] x_t, and every later block.
+        rows = blocks.x_before[block, :k].reshape(k * n, _BLOCK)
+        torch.addmm(d_table[block], rows.T, dz.view(k * n, -1), out=d_table[block])
+        d_table[block].addmm_(blocks.xb[block], after)
+        if dx is not None:  # dL/dx[n, t] = W[:, t] · Σ_{d>t} dL/da[d, n]
+            per_pair = torch.matmul(dz, blocks.W[block].T)  # (d, n, t)
+            dx[:, block] = (per_pair * before[:k, None, :]).sum(0) + after @ blocks.W[block].T
+        after += dz.sum(0)
+    d_x = dx.view(n, -1)[:, :D] if dx is not None else None
+    return d_table.view(len(table), -1), after, d_x
+
+
+def _times_activation_derivative_fused(grad: Tensor, h: Tensor, activation: str) -> Tensor:
+    """``grad`` times act'(z), in place, in one pass (torch's own backward kernels of the activations)."""
+    if activation == "sigmoid":
+        return torch.ops.aten.sigmoid_backward.grad_input(grad, h, grad_input=grad)
+    return torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad)
+
+
 class _Segments:
     """The hidden layer of binary inputs, computed once per run of zeros.
 
@@ -188,16 +290,17 @@ class _TiedConditionals(torch.autograd.Function):
 
     Inputs are in ordering order: x (N, D), float, or long for one-hot categorical inputs; W (H, D) or
     (H, D, k); start = a_1 per example (N, H); V (D, P, H); b (D, P); rho (D,) or None. Work is done
-    ``chunk`` examples at a time, position-major (D, n, H), in reused buffers. Binary inputs (without
-    ρ, and unless x itself wants a gradient) take the per-segment route of :class:`_Segments`; others a
-    blocked scan over all D positions. Nothing of size D × N × H is kept for the backward pass: it
-    recomputes each chunk's activations, which costs less than writing them to fresh memory and
-    reading them back.
+    ``chunk`` examples at a time. Binary inputs (without ρ, and unless x itself wants a gradient) take
+    the per-segment route of :class:`_Segments`, other real inputs the per-block route of
+    :class:`_RealBlocks`, one-hot inputs a blocked scan over all D positions, position-major (D, n, H),
+    in reused buffers. Nothing of size D × N × H is kept for the backward pass: it recomputes each
+    chunk's activations, which costs less than writing them to fresh memory and reading them back.
     """
 
     @staticmethod
-    def _dense_hidden(x, table, start, rho, activation, ws, n):
-        """(a, h) of one chunk over all D positions, in workspace buffers 1 and 2 (buffer 0 is scratch)."""
+    def _one_hot_hidden(x, table, start, rho, activation, ws, n):
+        """(a, h) of one chunk of one-hot inputs over all D positions, in workspace buffers 1 and 2 (buffer
+        0 is scratch)."""
         D = x.shape[1]
         padded = _whole_blocks(D)
         a = _pre_activations(x, table, start, ws.get(0, n, padded), ws.get(1, n, padded))[:D]
@@ -208,19 +311,25 @@ class _TiedConditionals(torch.autograd.Function):
     def forward(ctx, x, W, start, V, b, rho, activation: str, chunk: int):
         N, D, H = len(x), x.shape[1], W.shape[0]
         padded = _whole_blocks(D)
+        ctx.route = "one-hot" if not x.is_floating_point() else "real"
+        if rho is None and ctx.route == "real" and not ctx.needs_input_grad[0]:
+            ctx.route = "segments" if bool(((x == 0) | (x == 1)).all()) else "real"
+        if ctx.route == "real":  # its buffers are per block: the chunk only bounds the (D/B, n, H) offsets
+            chunk = _REAL_CHUNK_ELEMENTS // (padded // _BLOCK * H)
         chunk = max(1, min(chunk, N))
-        ctx.sparse = rho is None and x.is_floating_point() and not ctx.needs_input_grad[0]
-        ctx.sparse = ctx.sparse and bool(((x == 0) | (x == 1)).all())
-        ws = _Workspace(start, padded + _BLOCK, chunk, H, 3)  # segments may need one block more than D
+        ws = _Workspace(start, padded + _BLOCK, chunk, H, 3) if ctx.route != "real" else None
         table = _input_table(W, padded)
         out = []
         for i in range(0, N, chunk):
             n = min(chunk, N - i)
             xc, sc = x[i : i + n], start[i : i + n]
-            if ctx.sparse:
+            if ctx.route == "real":
+                out.append(_real_forward(xc, table, sc, V, b, rho, activation).transpose(0, 1))
+                continue
+            if ctx.route == "segments":
                 h = _Segments(xc, table, sc, activation, ws).hidden(ws.get(2, n)[:D])
             else:
-                _, h = _TiedConditionals._dense_hidden(xc, table, sc, rho, activation, ws, n)
+                _, h = _TiedConditionals._one_hot_hidden(xc, table, sc, rho, activation, ws, n)
             out.append((torch.matmul(h, V.transpose(1, 2)) + b[:, None, :]).transpose(0, 1))  # (n, D, P)
         ctx.save_for_backward(x, W, start, V, rho)
         ctx.activation, ctx.chunk = activation, chunk
@@ -234,16 +343,26 @@ class _TiedConditionals(torch.autograd.Function):
         table = _input_table(W, padded)
         d_table = torch.zeros_like(table)
         dstart = grad.new_zeros(N, H)
-        dV = torch.zeros_like(V)
-        drho = torch.zeros_like(rho) if rho is not None else None
+        # The real route writes its first chunk's dV and dρ in place of adding them to zeros.
+        fill = torch.empty_like if ctx.route == "real" else torch.zeros_like
+        dV = fill(V)
+        drho = fill(rho) if rho is not None else None
         # Real (or binary) inputs may want their own gradient, e.g. for the autoregressive Jacobian check.
         dx = torch.zeros_like(x) if ctx.needs_input_grad[0] and x.is_floating_point() else None
-        ws = _Workspace(grad, padded + _BLOCK, ctx.chunk, H, 4)
+        ws = _Workspace(grad, padded + _BLOCK, ctx.chunk, H, 4) if ctx.route != "real" else None
         for i in range(0, N, ctx.chunk):
             n = min(ctx.chunk, N - i)
             xc, sc = x[i : i + n], start[i : i + n]
             g = grad[i : i + n].permute(1, 2, 0).contiguous()  # (D, P, n)
-            if ctx.sparse:
+            if ctx.route == "real":
+                rows, dstart[i : i + n], dx_chunk = _real_backward(
+                    xc, table, sc, V, rho, ctx.activation, g, dV, drho, dx is not None, first=i == 0
+                )
+                d_table += rows
+                if dx is not None:
+                    dx[i : i + n] = dx_chunk
+                continue
+            if ctx.route == "segments":
                 segments = _Segments(xc, table, sc, ctx.activation, ws)
                 h = segments.hidden(ws.get(2, n)[:D])
                 dV.baddbmm_(g, h)
@@ -252,7 +371,7 @@ class _TiedConditionals(torch.autograd.Function):
                 dh = product(g.transpose(1, 2), V, out=ws.get(3, n)[:D])
                 dstart[i : i + n] = segments.backward(dh, ctx.activation, d_table)
                 continue
-            a, h = _TiedConditionals._dense_hidden(xc, table, sc, rho, ctx.activation, ws, n)
+            a, h = _TiedConditionals._one_hot_hidden(xc, table, sc, rho, ctx.activation, ws, n)
             dV.baddbmm_(g, h)
             dz_padded = ws.get(3, n, padded)
             dz_padded[D:] = 0
@@ -265,13 +384,8 @@ class _TiedConditionals(torch.autograd.Function):
             dstart[i : i + n] = dz.sum(0)
             # x_t feeds every later position, so its weight's gradient sums dL/da over positions d > t.
             later = _exclusive_scan(dz_padded, ws.get(0, n, padded), reverse=True)[:D]
-            if W.dim() == 2:
-                d_table[:D] += torch.bmm(xc.T[:, None, :].to(later.dtype), later)[:, 0]
-                if dx is not None:
-                    dx[i : i + n] = torch.matmul(later, table[:D, :, None])[..., 0].T
-            else:
-                rows = (torch.arange(D, device=x.device)[:, None] * W.shape[2] + xc.T).reshape(-1)
-                d_table.index_add_(0, rows, later.reshape(-1, H))
+            rows = (torch.arange(D, device=x.device)[:, None] * W.shape[2] + xc.T).reshape(-1)
+            d_table.index_add_(0, rows, later.reshape(-1, H))
         if W.dim() == 2:
             dW = d_table[:D].T
         else:
@@ -335,20 +449,19 @@ class TiedAutoregressiveBody(GenerativeModel):
     # ------------------------------------------------------------------ evaluation
     def params(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """Output parameters of every conditional, (N, D, P) in dimension order: O(HD) per example."""
-        elements = _CHUNK_ELEMENTS if self.rho is None else _DENSE_CHUNK_ELEMENTS
-        chunk = max(1, elements // (self.num_dims * self.hidden_size))
-        o = self.ordering
+        chunk = max(1, _CHUNK_ELEMENTS // (self.num_dims * self.hidden_size))
+        if self._natural_order():  # no copies of W, V and b (V alone is D·P·H values) to put in order
+            W, V, b, rho = self.W, self.V, self.b, self.rho
+        else:
+            o = self.ordering
+            W, V, b, rho = self.W[:, o], self.V[o], self.b[o], self._rho()
         params = _TiedConditionals.apply(
-            self._ordered_inputs(x),
-            self.W[:, o],
-            self._start(labels, len(x)),
-            self.V[o],
-            self.b[o],
-            self._rho(),
-            self.activation,
-            chunk,
+            self._ordered_inputs(x), W, self._start(labels, len(x)), V, b, rho, self.activation, chunk
         )
-        return self._natural(params)
+        return params if self._natural_order() else self._natural(params)
+
+    def _natural_order(self) -> bool:
+        return bool(torch.equal(self.ordering, torch.arange(self.num_dims, device=self.ordering.device)))
 
     def params_naive(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """The same parameters from D separate networks, each summing over its d-1 inputs: O(HD²)."""
