@@ -102,8 +102,10 @@ def test_recovers_a_known_gaussian_mixture():
     n = 30_000
     z = torch.multinomial(weights, n, replacement=True)
     x = means[z] + (tril[z] @ torch.randn(n, 2, 1, dtype=torch.float64))[..., 0]
+    # Three k-means++ starts all stopped at one local optimum (a component off by 7) for 1 of 150 data
+    # draws (torch seed 49); about one start in five does, so eight make that negligible.
     model = best_of_restarts(
-        lambda: MixtureGaussian((2,), components=3, covariance="full", tol=1e-8).double(), x
+        lambda: MixtureGaussian((2,), components=3, covariance="full", tol=1e-8).double(), x, seeds=range(8)
     )
     perm = match_components(model.loc.detach(), means)
     est_w = model.mixture_logits.detach().softmax(0)[perm]
