@@ -7,10 +7,6 @@ section, so scripts can be re-run independently and the file keeps every other t
 from __future__ import annotations
 
 import json
-import math
-import os
-import platform
-import re
 import shlex
 import shutil
 import statistics
@@ -23,6 +19,14 @@ import torch
 
 import dgm
 from dgm.core import checkpoint as ckpt
+from dgm.evaluation.speed import (  # noqa: F401  (the benchmarks import them from here)
+    extra_flop_formulas,
+    machine,
+    peak_rates,
+    step_flops,
+    synchronize,
+    time_train_step,
+)
 from dgm.training import seed_everything
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -31,141 +35,6 @@ RUNS = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"
 # Finished table rows (JSON), versioned beside RESULTS.md: a section drawn from rows measured in separate
 # invocations is redrawn from all of them, so running one model on a fresh checkout keeps every other row.
 ROWS = Path(__file__).with_name("rows")
-
-
-def machine(threads: bool = True) -> str:
-    """This machine in one line; ``threads``: with the current process's torch thread count (left out of
-    sections whose rows were measured by other processes: each row states its own)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        mem = f", {kb / 2**20:.0f} GiB RAM"
-    except (OSError, AttributeError):
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    thr = f", {torch.get_num_threads()} threads" if threads else ""
-    return f"{cpu}, {os.cpu_count()} cores{mem}{gpu}; torch {torch.__version__}{thr}"
-
-
-def peak_rates(seconds: float = 1.0, bf16: bool = False) -> dict[str, float]:
-    """Measured ceilings of this machine: fp32 matmul GFLOP/s, memory-copy GB/s and, with ``bf16`` (for
-    benchmarks with rows trained in bf16), bf16 matmul GFLOP/s."""
-    n = 1024
-
-    def matmul_rate(dtype: torch.dtype) -> float:
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        torch.mm(a, b)
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            torch.mm(a, b)
-            reps += 1
-        return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
-
-    rates = {"gflops": matmul_rate(torch.float32)}
-    if bf16:
-        rates["bf16_gflops"] = matmul_rate(torch.bfloat16)
-    x = torch.empty(64 * 2**20 // 4)
-    y = torch.empty_like(x)
-    y.copy_(x)
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        y.copy_(x)
-        reps += 1
-    gbps = 2 * x.numel() * 4 * reps / (time.perf_counter() - t0) / 1e9
-    return {**rates, "gbps": gbps}
-
-
-def _rnn_layer_flops(input_shape, w_ih_shape, w_hh_shape) -> int:
-    # One fused recurrent layer (oneDNN's LSTM/GRU kernel): every token multiplies its input and the
-    # previous hidden state by the gate matrices, 2 * tokens * gates·H * (I + H).
-    tokens = math.prod(input_shape[:-1])
-    return 2 * tokens * w_ih_shape[0] * (w_ih_shape[1] + w_hh_shape[1])
-
-
-def _extra_flop_formulas() -> dict:
-    """Formulas for CPU kernels torch's FLOP counter does not know, so that their models' shares are not
-    understated: the fused recurrent layer behind ``nn.LSTM``/``nn.GRU`` (its backward computes the input,
-    hidden and weight gradients: twice the forward) and the CPU flash-attention kernel of
-    ``scaled_dot_product_attention`` (torch's own formulas for the other attention kernels)."""
-    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
-
-    aten = torch.ops.aten
-
-    def rnn_forward(input, w_ih, w_hh, *args, out_shape=None, **kwargs) -> int:
-        return _rnn_layer_flops(input, w_ih, w_hh)
-
-    def rnn_backward(input, w_ih, w_hh, *args, out_shape=None, **kwargs) -> int:
-        return 2 * _rnn_layer_flops(input, w_ih, w_hh)
-
-    def attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
-        return sdpa_flop_count(query, key, value)
-
-    def attention_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
-        return sdpa_backward_flop_count(grad_out, query, key, value)
-
-    return {
-        aten.mkldnn_rnn_layer: rnn_forward,
-        aten.mkldnn_rnn_layer_backward: rnn_backward,
-        aten._scaled_dot_product_flash_attention_for_cpu: attention,
-        aten._scaled_dot_product_flash_attention_for_cpu_backward: attention_backward,
-    }
-
-
-def synchronize(device: torch.device | str) -> None:
-    """Wait for the device's queued work (CUDA kernels run asynchronously), so a timer measures it."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_train_step(
-    model, batch: torch.Tensor, device: torch.device | str = "cpu", repeats: int = 5, precision: str = "fp32"
-) -> float:
-    """Median seconds of one Adam step (forward, backward, update) on a copy of the model in training
-    mode, under the trainer's autocast for ``precision``, with the trainer's Adam (fused where torch
-    has the kernel)."""
-    import copy
-
-    from dgm.training import optim
-    from dgm.training.precision import autocast
-
-    m = copy.deepcopy(model).to(device).train()
-    opt = optim.make("adam", m.parameters(), lr=1e-3)
-    x = batch.to(device)
-    times = []
-    for i in range(repeats + 2):
-        synchronize(device)
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with autocast(torch.device(device).type, precision):
-            loss = m.loss(x)
-        loss.backward()
-        opt.step()
-        synchronize(device)
-        if i >= 2:  # the first steps allocate and pick kernels
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def step_flops(model, batch: torch.Tensor, device: torch.device | str = "cpu", context=None) -> float:
-    """FLOPs of one training forward + backward pass as executed (masked entries are computed, so they
-    count), from torch's FLOP counter (matmuls, convolutions, attention and fused recurrent layers;
-    elementwise work is not counted)."""
-    import copy
-
-    from torch.utils.flop_counter import FlopCounterMode
-
-    m = copy.deepcopy(model).to(device)
-    with FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas()) as counter:
-        m.loss(batch.to(device), None if context is None else context.to(device)).backward()
-    return float(counter.get_total_flops())
 
 
 def table(rows: list[dict], columns: list[str]) -> str:

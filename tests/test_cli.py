@@ -61,7 +61,9 @@ def test_models_and_datasets(capsys):
         assert name in out
 
 
-@pytest.mark.parametrize("command", ["models", "datasets", "download", "train", "eval", "sample"])
+@pytest.mark.parametrize(
+    "command", ["models", "datasets", "download", "train", "eval", "sample", "bench", "report"]
+)
 def test_every_subcommand_has_help_with_an_example(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])

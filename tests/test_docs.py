@@ -55,15 +55,17 @@ def test_documented_command_is_valid(where, command):
         args, extra = parser.parse_known_args(argv)
     except SystemExit as e:  # argparse's own error, already printed
         pytest.fail(f"{where}: `{command}` does not parse (exit {e.code})")
-    if args.command != "train":
+    if args.command not in ("train", "bench"):
         assert not extra, f"{where}: `{command}`: unrecognised {extra}"
-    else:
-        entry = get_entry(args.model)
+    else:  # model options go to the model (`dgm bench`: to each one named)
         options = _model_options(extra)
-        signature = inspect.signature(entry.cls.__init__).parameters.values()
-        if not any(p.kind is p.VAR_KEYWORD for p in signature):
-            unknown = set(options) - set(entry.options())
-            assert not unknown, f"{where}: `{command}`: {args.model} has no option(s) {sorted(unknown)}"
+        names = [args.model] if args.command == "train" else [m for m in args.models if m != "all"]
+        for name in names:
+            entry = get_entry(name)
+            signature = inspect.signature(entry.cls.__init__).parameters.values()
+            if not any(p.kind is p.VAR_KEYWORD for p in signature):
+                unknown = set(options) - set(entry.options())
+                assert not unknown, f"{where}: `{command}`: {name} has no option(s) {sorted(unknown)}"
     data = getattr(args, "data", None) or []
     for name in [data] if isinstance(data, str) else data:  # `dgm classify` takes several
         dataset_info(name)  # raises for an unknown dataset name

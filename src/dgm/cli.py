@@ -1,5 +1,5 @@
-"""The ``dgm`` command line (DESIGN.md §7): models, datasets, download, train, eval, sample, and the tasks
-inpaint, superres, denoise, anomaly, classify, purify.
+"""The ``dgm`` command line (DESIGN.md §7): models, datasets, download, train, eval, sample, bench,
+report, and the tasks inpaint, superres, denoise, anomaly, classify, purify.
 
 Every error a user can cause is one line on stderr and exit status 2 (130 when interrupted).
 """
@@ -30,6 +30,30 @@ EXAMPLES = {
         "written --name value, e.g. --alpha 0.5; lists as --hidden-sizes 500,500."
     ),
     "eval": "examples:\n  dgm eval runs/indep\n  dgm eval runs/indep --split valid --scores scores.csv",
+    "bench": (
+        "examples:\n"
+        "  dgm bench made --data binarized-mnist --hidden-sizes 500\n"
+        "  dgm bench nade made fvsbn --data digits-binary --precision both --out bench.json\n"
+        "  dgm bench all --data moons --tiny             # every model that handles the data\n"
+        "  dgm bench realnvp --data mnist-dequantized --device cuda --batch-size 64\n\n"
+        "Per model: parameters; the median Adam step on one training batch (forward, backward, update, as\n"
+        "`dgm train` runs it; after 2 warm-up steps) and the epoch it implies; FLOPs per step (torch's\n"
+        "counter: matrix products, convolutions, attention) and their share of this machine's matmul peak,\n"
+        "measured first; log_prob examples/s on test data; samples/s of one sample(N) call. Fresh weights:\n"
+        "speed depends on the architecture, not on training. Model options (--name value) apply to every\n"
+        "model named; --tiny builds each with the small settings the tests use."
+    ),
+    "report": (
+        "examples:\n"
+        "  dgm report runs/made-1 runs/made-2\n"
+        "  dgm report runs/* --curves curves.png --out runs.md\n"
+        "  dgm report runs/nade --json\n\n"
+        "One row per run directory, from its files alone: model, data, parameters, epochs, steps, time,\n"
+        "time per epoch, the best validation NLL and its epoch, the last training loss, how training\n"
+        "ended, and the test NLL / bits per dimension stored by `dgm train` or `dgm eval`. --curves draws\n"
+        "every run's validation NLL and training loss per epoch on one plot; --out writes the table as\n"
+        ".md, .csv or .json."
+    ),
     "sample": (
         "examples:\n  dgm sample runs/indep -n 64 --out samples.png\n"
         "  dgm sample runs/indep -n 1000 --out s.npy"
@@ -258,6 +282,40 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir")
     s.add_argument("--device", default="auto")
     s.add_argument("--scores", help="write per-example log-likelihoods (nats) to this .csv or .npy file")
+
+    s = sub.add_parser(
+        "bench",
+        help="time training, scoring and sampling of models on this machine",
+        epilog=EXAMPLES["bench"],
+        formatter_class=fmt,
+    )
+    s.add_argument("models", nargs="+", metavar="MODEL", help="registered model names, or 'all'")
+    s.add_argument("--data", required=True, help="dataset name (see `dgm datasets`)")
+    s.add_argument("--data-dir")
+    s.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--download", action="store_true", help="download missing data files")
+    s.add_argument("--batch-size", type=int, default=100)
+    s.add_argument("--repeats", type=int, default=5, help="timed training steps (the median is reported)")
+    s.add_argument("--precision", choices=["fp32", "bf16", "both"], default="fp32")
+    s.add_argument("--score-examples", type=int, default=1000, help="test examples scored (0: skip)")
+    s.add_argument("--num-samples", type=int, default=100, help="samples drawn in one call (0: skip)")
+    s.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    s.add_argument("--tiny", action="store_true", help="the small settings the tests use")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="also write the rows to this .json, .csv or .md file")
+
+    s = sub.add_parser(
+        "report",
+        help="summarise training runs: epochs, time, validation and test NLL",
+        epilog=EXAMPLES["report"],
+        formatter_class=fmt,
+    )
+    s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    s.add_argument("--curves", help="draw the runs' curves into this .png file")
+    s.add_argument("--out", help="also write the table to this .md, .csv or .json file")
+    s.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    s.add_argument("--no-params", action="store_true", help="skip loading each model to count parameters")
 
     s = sub.add_parser(
         "sample", help="draw samples from a trained run", epilog=EXAMPLES["sample"], formatter_class=fmt
@@ -604,6 +662,25 @@ def cmd_download(args) -> None:
         print(f"all files of {args.name} are already in {data.resolve_data_dir(args.data_dir)}")
 
 
+def _options_for_data(entry, model_opts: dict, train_ds) -> tuple[dict, object]:
+    """The model's options with its support and event shape filled in from the data (unless given),
+    and the data reshaped to that event shape; a ConfigError if the model cannot model such data."""
+    model_opts = dict(model_opts)
+    if "support" not in model_opts:
+        if train_ds.support.split("(")[0] not in entry.supports:
+            raise ConfigError(
+                f"model {entry.name!r} handles {'/'.join(entry.supports)} data but {train_ds.name} is "
+                f"{train_ds.support}"
+            )
+        if "support" in entry.options():
+            model_opts["support"] = train_ds.support
+    if "event_shape" not in model_opts:
+        # Image models (PixelCNN) read flat binarized MNIST as the images it holds: (1, 28, 28).
+        image = entry.shape == "image" and train_ds.image_shape
+        model_opts["event_shape"] = list(train_ds.image_shape if image else train_ds.event_shape)
+    return model_opts, train_ds.reshape_to(tuple(model_opts["event_shape"]))
+
+
 def cmd_train(args, extra: list[str]) -> None:
     import torch
 
@@ -613,27 +690,12 @@ def cmd_train(args, extra: list[str]) -> None:
     from dgm.training import seed_everything, train
     from dgm.viz import save_samples, training_curves
 
-    entry = get_entry(args.model)
-    model_opts = _model_options(extra)
     data_opts = _data_options(args.data_opt)
     train_ds = _load_split(args.data, "train", args.data_dir, args.download, data_opts)
     if args.num_train is not None:
         train_ds = train_ds.take(args.num_train)
-    support_kind = train_ds.support.split("(")[0]
-    if "support" not in model_opts:
-        if support_kind not in entry.supports:
-            raise ConfigError(
-                f"model {entry.name!r} handles {'/'.join(entry.supports)} data but {args.data} is "
-                f"{train_ds.support}"
-            )
-        if "support" in entry.options():
-            model_opts["support"] = train_ds.support
-    if "event_shape" not in model_opts:
-        # Image models (PixelCNN) read flat binarized MNIST as the images it holds: (1, 28, 28).
-        image = entry.shape == "image" and train_ds.image_shape
-        model_opts["event_shape"] = list(train_ds.image_shape if image else train_ds.event_shape)
+    model_opts, train_ds = _options_for_data(get_entry(args.model), _model_options(extra), train_ds)
     event_shape = model_opts["event_shape"]
-    train_ds = train_ds.reshape_to(tuple(event_shape))
     if args.labels_per_class is not None:
         from dgm.models.latent.ssvae import semi_supervised
 
@@ -844,6 +906,231 @@ def cmd_sample(args) -> None:
     else:
         path = save_samples(samples, out, info, model=model, title=f"{model.name}: {n} samples")
     print(f"{n} samples written to {path}{note}")
+
+
+def _write_rows(path: Path, rows: list[dict], columns: list[str], meta: dict) -> None:
+    """The rows as .json (with ``meta``), .csv or a markdown table (.md), written atomically."""
+    import csv
+    import io
+    import json
+
+    from dgm.core.checkpoint import atomic_write
+
+    if path.suffix == ".json":
+        atomic_write(path, json.dumps({**meta, "rows": rows}, indent=2, default=str) + "\n")
+    elif path.suffix == ".csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(path, buf.getvalue())
+    elif path.suffix == ".md":
+        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+        lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+        atomic_write(path, "\n".join([*(f"{k}: {v}  " for k, v in meta.items()), "", *lines]) + "\n")
+    else:
+        raise ConfigError(f"--out must end in .json, .csv or .md, got {path.name!r}")
+
+
+def _figure(value, digits: int = 3) -> str:
+    """A number for a table: '—' when absent, thousands separated, else ``digits`` significant digits."""
+    if value is None:
+        return "—"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:,.0f}"
+
+
+def _seconds(value) -> str:
+    if value is None:
+        return "—"
+    if value < 1:
+        return f"{value * 1e3:.1f} ms"
+    return f"{value:.1f} s" if value < 600 else f"{value / 60:.1f} min"
+
+
+def cmd_bench(args, extra: list[str]) -> None:
+    import torch
+
+    from dgm.core.registry import get_entry, list_models
+    from dgm.evaluation import speed
+    from dgm.training import resolve_device
+
+    for name, value in (
+        ("--batch-size", args.batch_size),
+        ("--repeats", args.repeats),
+        ("--threads", args.threads),
+    ):
+        _positive(name, value)
+    if args.score_examples < 0 or args.num_samples < 0:
+        raise ConfigError("--score-examples and --num-samples must be 0 (skip) or more")
+    if args.out and Path(args.out).suffix not in (".json", ".csv", ".md"):
+        raise ConfigError(f"--out must end in .json, .csv or .md, got {Path(args.out).name!r}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    names = list(args.models)
+    everything = names == ["all"]
+    if everything:
+        names = [m["name"] for m in list_models()]
+    elif "all" in names:
+        raise ConfigError("'all' stands alone: dgm bench all --data NAME")
+    entries = [get_entry(n) for n in names]  # unknown names fail here, before anything is measured
+    data_opts = _data_options(args.data_opt)
+    train_ds = _load_split(args.data, "train", args.data_dir, args.download, data_opts)
+    test_ds = _load_split(args.data, "test", args.data_dir, False, data_opts)
+    if everything:
+        kind = train_ds.support.split("(")[0]
+        skipped = [e.name for e in entries if kind not in e.supports]
+        entries = [e for e in entries if kind in e.supports]
+        if skipped:
+            print(f"skipped (they do not model {train_ds.support} data): {', '.join(skipped)}")
+    precisions = ("fp32", "bf16") if args.precision == "both" else (args.precision,)
+    peak = speed.peak_rates(1.0, bf16="bf16" in precisions, device=device)
+    where = speed.machine() if device.type == "cpu" else torch.cuda.get_device_name(device)
+    peaks = f"fp32 matmul peak {peak['gflops']:,.0f} GFLOP/s"
+    if "bf16_gflops" in peak:
+        peaks += f", bf16 {peak['bf16_gflops']:,.0f} GFLOP/s"
+    print(f"{where}\n{peaks}, memory copy {peak['gbps']:.1f} GB/s; batch {args.batch_size}", flush=True)
+    user_opts = _model_options(extra)
+    rows: list[dict] = []
+    for entry in entries:
+        try:
+            row = _bench_one(entry, args, user_opts, train_ds, test_ds, precisions, peak, device)
+        except DgmError as e:
+            if not everything:
+                raise
+            print(f"{entry.name}: not measured ({e})", flush=True)
+            continue
+        rows.append(row)
+        print("  ".join(f"{k} {v}" for k, v in row["shown"].items()), flush=True)
+    if not rows:
+        raise ConfigError(f"no model could be measured on {args.data}")
+    columns = list(rows[0]["shown"])
+    print()
+    _print_table([r["shown"] for r in rows], columns)
+    if args.out:
+        meta = {"machine": where, "peak": peak, "data": args.data, "batch_size": args.batch_size}
+        meta["command"] = " ".join(["dgm", *args.argv])
+        plain = [{k: v for k, v in r.items() if k != "shown"} for r in rows]
+        _write_rows(
+            Path(args.out),
+            plain if Path(args.out).suffix != ".md" else [r["shown"] for r in rows],
+            columns,
+            meta,
+        )
+        print(f"rows written to {args.out}")
+
+
+def _bench_one(entry, args, user_opts: dict, train_ds, test_ds, precisions, peak: dict, device) -> dict:
+    """One model's row of `dgm bench`: plain figures, and under 'shown' the same as table text."""
+    import torch
+
+    import dgm
+    from dgm.evaluation import speed
+    from dgm.training import seed_everything
+
+    tiny = dict(entry.tiny) if args.tiny else {}
+    if "num_classes" in tiny and train_ds.num_classes:  # the tests' class count, the data's labels
+        tiny["num_classes"] = train_ds.num_classes
+    opts, train = _options_for_data(entry, {**tiny, **user_opts}, train_ds)
+    seed_everything(args.seed)
+    model = dgm.build(entry.name, **opts).to(device)
+    train = _low_resolution(train, model)  # image-conditioned models: y = the low-resolution images
+    test = _low_resolution(test_ds.reshape_to(train.event_shape), model)
+    gen = torch.Generator().manual_seed(args.seed)
+    x, y = next(train.batches(args.batch_size, shuffle=True, generator=gen))
+    score_x = score_y = None
+    if args.score_examples and len(test):
+        k = min(args.score_examples, len(test))
+        score_x, score_y = next(test.take(k).batches(k, generator=gen))  # with the split's transform
+    n = args.num_samples
+    sample_context = None
+    if n and model.conditional:
+        sample_context = _class_cycle(model, n) if _superres_factor(model) is None else _cycle(test.y, n)
+    if model.conditional and y is None:
+        raise ConfigError(f"{entry.name} as built is conditional but {train.name} has no labels")
+    row = speed.benchmark(
+        model,
+        x,
+        context=y if model.conditional else None,
+        num_train=len(train),
+        score=score_x,
+        score_context=score_y if model.conditional else None,
+        num_samples=n,
+        sample_context=sample_context,
+        precisions=precisions,
+        peak=peak,
+        repeats=args.repeats,
+        device=device,
+    )
+    shown = {"model": entry.name, "params": _figure(row["params"])}
+    for p in precisions:
+        shown[f"step ({p})"] = _seconds(row.get(f"step_s_{p}"))
+        shown[f"epoch ({p})"] = _seconds(row.get(f"epoch_s_{p}"))
+        share = row.get(f"peak_share_{p}")
+        shown[f"share of {p} peak"] = "—" if share is None else "<1%" if share < 0.005 else f"{share:.0%}"
+    shown["GFLOP/step"] = _figure(row.get("gflop_per_step"))
+    shown["log_prob/s"] = _figure(row.get("log_prob_per_s"))
+    shown["samples/s"] = _figure(row.get("samples_per_s"))
+    return {"model": entry.name, **row, "shown": shown}
+
+
+def cmd_report(args) -> None:
+    import json
+
+    from dgm.evaluation.report import history, summarize
+
+    if args.curves and Path(args.curves).suffix != ".png":
+        raise ConfigError(f"--curves must end in .png, got {Path(args.curves).name!r}")
+    if args.out and Path(args.out).suffix not in (".json", ".csv", ".md"):
+        raise ConfigError(f"--out must end in .json, .csv or .md, got {Path(args.out).name!r}")
+    rows = [summarize(d, count_parameters=not args.no_params) for d in args.run_dirs]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    shown = []
+    for r in rows:
+        test = r.get("test_nll")
+        test_text = "—" if test is None else f"{test:.2f} ± {r['test_nll_stderr']:.2f}"
+        if test is not None and not r.get("test_exact", True):
+            test_text = "≈ " + test_text
+        bpd = r.get("test_bits_per_dim")
+        planned = r.get("epochs_planned")
+        best = r.get("best_valid_nll")
+        shown.append(
+            {
+                "run": r["run"],
+                "model": r["model"],
+                "data": r["data"] or "—",
+                "params": _figure(r["params"]),
+                "epochs": f"{r['epochs']}" + (f"/{planned}" if planned else ""),
+                "steps": _figure(r["steps"]),
+                "time": _seconds(r["time_s"]),
+                "time/epoch": _seconds(r["epoch_s"]),
+                "best valid NLL": "—" if best is None else f"{best:.2f} (epoch {r['best_epoch']})",
+                "last train loss": "—" if r["last_train_loss"] is None else f"{r['last_train_loss']:.2f}",
+                "test NLL": test_text,
+                "bits/dim": "—" if bpd is None else f"{bpd:.4f}",
+                "ended": r["status"],
+            }
+        )
+    columns = list(shown[0])
+    if not args.json:
+        _print_table(shown, columns)
+    if args.out:
+        out = Path(args.out)
+        _write_rows(out, rows if out.suffix != ".md" else shown, columns, {"runs": len(rows)})
+        print(f"table written to {out}", file=sys.stderr if args.json else sys.stdout)
+    if args.curves:
+        from dgm.viz import compare_curves
+
+        labels = [Path(r["run"]).name or r["run"] for r in rows]
+        if len(set(labels)) < len(labels):
+            labels = [r["run"] for r in rows]
+        path = compare_curves(
+            {lab: history(r["run"]) for lab, r in zip(labels, rows, strict=True)}, args.curves
+        )
+        print(f"curves written to {path}", file=sys.stderr if args.json else sys.stdout)
 
 
 # ---------------------------------------------------------------------------- tasks (dgm.tasks)
@@ -1517,11 +1804,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = parser.parse_known_args(argv)
     args.argv = argv
-    if extra and args.command != "train":
+    if extra and args.command not in ("train", "bench"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        if args.command == "train":
-            cmd_train(args, extra)
+        if args.command in ("train", "bench"):
+            (cmd_train if args.command == "train" else cmd_bench)(args, extra)
         else:
             {
                 "models": cmd_models,
@@ -1529,6 +1816,7 @@ def main(argv: list[str] | None = None) -> int:
                 "download": cmd_download,
                 "eval": cmd_eval,
                 "sample": cmd_sample,
+                "report": cmd_report,
                 "inpaint": cmd_inpaint,
                 "superres": cmd_superres,
                 "denoise": cmd_denoise,

@@ -125,6 +125,22 @@ def load_tensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- models
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata that :func:`save_tensors` stored in a safetensors file, without reading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"missing checkpoint file {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("dgm", "{}")
+        return json.loads(raw)
+    except (SafetensorError, json.JSONDecodeError, ValueError, RuntimeError, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path} is corrupted or truncated ({msg})") from None
+
+
 def save_model(model, run_dir: str | Path, weights_name: str = WEIGHTS) -> None:
     run_dir = Path(run_dir)
     write_json(run_dir / CONFIG, model.config)

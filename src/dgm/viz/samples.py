@@ -142,6 +142,29 @@ def training_curves(history: list[dict], path: str | Path, title: str | None = N
     return _save(fig, path)
 
 
+def compare_curves(histories: dict[str, list[dict]], path: str | Path, title: str | None = None) -> Path:
+    """Validation NLL (solid) and training loss (dashed, same colour) per epoch of several runs, keyed
+    by their labels, on one plot."""
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    for label, history in histories.items():
+        valid = [(r["epoch"], r["valid_nll"]) for r in history if r.get("valid_nll") is not None]
+        train = [(r["epoch"], r["train_loss"]) for r in history if r.get("train_loss") is not None]
+        color = None
+        if valid:
+            (line,) = ax.plot(*zip(*valid, strict=True), label=label, marker=".")
+            color = line.get_color()
+        if train:
+            ax.plot(*zip(*train, strict=True), "--", color=color, alpha=0.6, label=None if valid else label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per example (valid solid, train dashed)")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def save_samples(
     samples: Tensor,
     path: str | Path,
