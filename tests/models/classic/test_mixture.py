@@ -231,7 +231,11 @@ def test_select_components_prefers_the_true_number_on_held_out_data():
 
     truth = known_bernoulli_mixture(D=30, K=3)
     x = truth.sample(3000, generator=torch.Generator().manual_seed(5))
-    out = select_components("mixture-bernoulli", x[:2000], x[2000:], [1, 3, 40], alpha=0.01, support="binary")
+    # With three restarts every K = 3 start stopped at a local optimum (valid NLL 14.24 against the truth's
+    # 13.17, so K = 40 won) for 1 of 400 draws (torch seed 351); with eight, K = 3 scores 13.19 there.
+    out = select_components(
+        "mixture-bernoulli", x[:2000], x[2000:], [1, 3, 40], alpha=0.01, support="binary", restarts=8
+    )
     assert out["best"] == 3
     assert [r["components"] for r in out["table"]] == [1, 3, 40]
     assert out["model"].components == 3
