@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import dgm
 from dgm import ConfigError
 from dgm.nn import masked
 from dgm.nn.masked import (
@@ -446,3 +447,18 @@ def test_residual_made_options_are_checked():
             ResidualMaskedMLP(3, **{"hidden_size": 8, **options})
     with pytest.raises(ConfigError, match="one mask"):
         ResidualMaskedMLP(3, 8).ordering(1)
+
+
+def test_hidden_sizes_are_checked_once_for_every_model():
+    import numpy as np
+
+    from dgm.nn.functional import hidden_sizes_list
+
+    assert hidden_sizes_list(5) == [5] and hidden_sizes_list((3, 4)) == [3, 4] and hidden_sizes_list([]) == []
+    assert hidden_sizes_list(np.array([3, 4])) == [3, 4]
+    for bad in ("abc", [3, "a"], True, [True], 2.5, [0], None):
+        with pytest.raises(dgm.ConfigError, match="positive int"):
+            hidden_sizes_list(bad)
+    for name, option in (("made", "hidden_sizes"), ("maf", "hidden_sizes"), ("vae", "hidden_sizes")):
+        with pytest.raises(dgm.ConfigError, match="hidden_sizes must be a positive int"):
+            dgm.build(name, event_shape=(4,), **{option: "abc"})

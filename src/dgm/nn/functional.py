@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import Tensor
 
@@ -37,3 +39,18 @@ def check_soft_clamp(bound: float | None, fn: str) -> None:
         raise ConfigError(f"scale_clamp must be positive or None, got {bound}")
     if fn not in CLAMP_FNS:
         raise ConfigError(f"scale_clamp_fn must be one of {', '.join(CLAMP_FNS)}, got {fn!r}")
+
+
+def hidden_sizes_list(hidden_sizes, what: str = "hidden_sizes") -> list[int]:
+    """Hidden widths as a list of positive ints: an int is one hidden layer (the CLI passes
+    ``--hidden-sizes 64``), [] none; anything else (a string, a bool, a non-integer) is a ConfigError."""
+    items = [hidden_sizes] if isinstance(hidden_sizes, int | str) else hidden_sizes
+    try:
+        if any(isinstance(h, bool | str) for h in items):
+            raise TypeError
+        sizes = [operator.index(h) for h in items]
+    except TypeError:
+        sizes = None
+    if sizes is None or any(h < 1 for h in sizes):
+        raise ConfigError(f"{what} must be a positive int or a list of positive ints, got {hidden_sizes!r}")
+    return sizes

@@ -29,6 +29,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils import _python_dispatch
 
 from dgm.core.errors import ConfigError
+from dgm.nn.functional import hidden_sizes_list
 
 ORDERINGS = ("natural", "reverse", "random")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
@@ -389,8 +390,8 @@ class MaskedMLP(nn.Module):
         self.dropout = float(dropout)
         if init not in ("default", "orthogonal"):
             raise ConfigError(f"unknown init {init!r}; use 'default' or 'orthogonal'")
-        hidden_sizes = [int(h) for h in hidden_sizes]
-        if num_dims < 1 or any(h < 1 for h in hidden_sizes):
+        hidden_sizes = hidden_sizes_list(hidden_sizes)
+        if num_dims < 1:
             raise ConfigError(f"num_dims and hidden sizes must be positive, got {num_dims}, {hidden_sizes}")
         if num_masks < 1:
             raise ConfigError(f"num_masks must be >= 1, got {num_masks}")

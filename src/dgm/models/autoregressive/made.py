@@ -28,6 +28,7 @@ from dgm.core.distributions import sample as draw
 from dgm.core.errors import ConfigError, DataError
 from dgm.core.model import GenerativeModel
 from dgm.core.registry import register
+from dgm.nn.functional import hidden_sizes_list
 from dgm.nn.masked import MaskedMLP
 
 
@@ -100,8 +101,7 @@ class MADE(GenerativeModel):
         self.seed = int(seed)
         if not self.support.discrete:
             raise ConfigError("made models binary or categorical(k) data; for real data use maf or rnade")
-        if isinstance(hidden_sizes, int):
-            hidden_sizes = [hidden_sizes]
+        hidden_sizes = hidden_sizes_list(hidden_sizes)
         if num_classes is not None and num_classes < 1:
             raise ConfigError(f"num_classes must be a positive int or None, got {num_classes}")
         self.num_classes = num_classes

@@ -181,19 +181,6 @@ def make_base(name: str, shape, num_components: int = 10, seed: int = 0) -> Base
     return GaussianMixture(shape, num_components, seed) if name == "mog" else BASES[name](shape)
 
 
-def hidden_sizes_list(hidden_sizes) -> list[int]:
-    """Hidden widths as a list of ints; an int is one hidden layer (the CLI passes ``--hidden-sizes 64``)."""
-    if isinstance(hidden_sizes, int):
-        hidden_sizes = [hidden_sizes]
-    try:
-        sizes = [int(h) for h in hidden_sizes]
-    except (TypeError, ValueError):
-        raise ConfigError(f"hidden_sizes must be a list of positive ints, got {hidden_sizes!r}") from None
-    if any(h < 1 for h in sizes):
-        raise ConfigError(f"hidden sizes must be positive, got {sizes}")
-    return sizes
-
-
 def preprocessing(event_shape, logit_alpha: float | None, flatten: bool) -> list[Transform]:
     """The transforms a flow puts before its layers: the logit of data in [0, 1] (when ``logit_alpha`` is
     set; its log-det is part of the density, DESIGN.md §4) and, for flat flows on images, a reshape to

@@ -22,8 +22,9 @@ from typing import ClassVar
 
 from dgm.core.errors import ConfigError
 from dgm.core.registry import register
-from dgm.models.flows.base import Flow, hidden_sizes_list, make_base, preprocessing
+from dgm.models.flows.base import Flow, make_base, preprocessing
 from dgm.models.flows.transforms import BatchNorm, Compose, MaskedAffineAutoregressive, Transform
+from dgm.nn.functional import hidden_sizes_list
 
 ORDERINGS = ("alternate", "random")
 

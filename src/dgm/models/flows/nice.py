@@ -13,8 +13,9 @@ import math
 
 from dgm.core.errors import ConfigError
 from dgm.core.registry import register
-from dgm.models.flows.base import Flow, hidden_sizes_list, make_base, preprocessing
+from dgm.models.flows.base import Flow, make_base, preprocessing
 from dgm.models.flows.transforms import AdditiveCoupling, Compose, ElementwiseAffine, alternating_mask
+from dgm.nn.functional import hidden_sizes_list
 
 
 @register(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dgm.core.errors import ConfigError
 from dgm.core.registry import register
-from dgm.models.flows.base import Flow, hidden_sizes_list, make_base, preprocessing
+from dgm.models.flows.base import Flow, make_base, preprocessing
 from dgm.models.flows.transforms import (
     ActNorm,
     AffineCoupling,
@@ -33,6 +33,7 @@ from dgm.models.flows.transforms import (
     channel_mask,
     checkerboard_mask,
 )
+from dgm.nn.functional import hidden_sizes_list
 
 ARCHITECTURES = ("auto", "flat", "multiscale")
 NORMALIZATIONS = ("auto", "actnorm", "batchnorm", "none")

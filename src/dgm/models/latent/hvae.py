@@ -19,9 +19,9 @@ from dgm.core.errors import ConfigError, DataError
 from dgm.core.registry import register
 from dgm.models.latent.base import LatentVariableModel
 from dgm.models.latent.decoders import Likelihood
-from dgm.models.latent.networks import MLPDecoder, MLPEncoder, hidden_list, mlp
+from dgm.models.latent.networks import MLPDecoder, MLPEncoder, mlp
 from dgm.models.latent.vae import LATENT_LOG_SCALE_BOUND
-from dgm.nn.functional import soft_clamp
+from dgm.nn.functional import hidden_sizes_list, soft_clamp
 
 
 def _gaussian(h: Tensor) -> Independent:
@@ -67,7 +67,7 @@ class HierarchicalVAE(LatentVariableModel):
         super().__init__(event_shape, support)
         self._check_common(num_train_samples, beta, gradient)
         self._setup_kl_warmup(kl_warmup)
-        dims = hidden_list(latent_dims, "latent_dims")
+        dims = hidden_sizes_list(latent_dims, "latent_dims")
         if not dims:
             raise ConfigError("latent_dims needs at least one stochastic layer")
         if not isinstance(hidden_sizes, list | tuple) or len(hidden_sizes) != len(dims):
@@ -75,7 +75,7 @@ class HierarchicalVAE(LatentVariableModel):
                 f"hidden_sizes needs one list of widths per stochastic layer ({len(dims)}), "
                 f"got {hidden_sizes!r}"
             )
-        hidden = [hidden_list(h) for h in hidden_sizes]
+        hidden = [hidden_sizes_list(h) for h in hidden_sizes]
         self.latent_dims, self.num_train_samples, self.beta, self.gradient = (
             dims,
             num_train_samples,

@@ -35,18 +35,6 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def hidden_list(hidden_sizes, what: str = "hidden_sizes") -> list[int]:
-    """``hidden_sizes`` as a list of positive ints (an int means one layer; [] means none)."""
-    if isinstance(hidden_sizes, int) and not isinstance(hidden_sizes, bool):
-        hidden_sizes = [hidden_sizes]
-    ok = isinstance(hidden_sizes, list | tuple) and all(
-        isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden_sizes
-    )
-    if not ok:
-        raise ConfigError(f"{what} must be a list of positive ints, got {hidden_sizes!r}")
-    return list(hidden_sizes)
-
-
 def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, act: str) -> nn.Sequential:
     """Linear layers with ``act`` between them (none after the last)."""
     layers: list[nn.Module] = []

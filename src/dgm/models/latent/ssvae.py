@@ -42,8 +42,9 @@ from torch import Tensor
 
 from dgm.core.errors import ConfigError, DataError
 from dgm.core.registry import register
-from dgm.models.latent.networks import build_encoder, hidden_list
+from dgm.models.latent.networks import build_encoder
 from dgm.models.latent.vae import VAE
+from dgm.nn.functional import hidden_sizes_list
 
 
 @register(
@@ -117,10 +118,10 @@ class SSVAE(VAE):
             architecture,
             self.event_shape,
             0,
-            hidden_list(classifier_hidden_sizes, "classifier_hidden_sizes"),
+            hidden_sizes_list(classifier_hidden_sizes, "classifier_hidden_sizes"),
             num_classes,
             activation if classifier_activation is None else classifier_activation,
-            hidden_list(channels, "channels"),
+            hidden_sizes_list(channels, "channels"),
             self.likelihood.input_scale,
         )
 

@@ -32,8 +32,8 @@ from dgm.core.errors import ConfigError, DataError
 from dgm.core.registry import register
 from dgm.models.latent.base import LatentVariableModel
 from dgm.models.latent.decoders import Likelihood, draw
-from dgm.models.latent.networks import build_decoder, build_encoder, hidden_list
-from dgm.nn.functional import soft_clamp
+from dgm.models.latent.networks import build_decoder, build_encoder
+from dgm.nn.functional import hidden_sizes_list, soft_clamp
 
 LATENT_LOG_SCALE_BOUND = 12.0
 
@@ -87,8 +87,8 @@ class VAE(LatentVariableModel):
             isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
         ):
             raise ConfigError(f"num_classes must be an int >= 2 or None, got {num_classes!r}")
-        hidden = hidden_list(hidden_sizes)
-        chans = hidden_list(channels, "channels")
+        hidden = hidden_sizes_list(hidden_sizes)
+        chans = hidden_sizes_list(channels, "channels")
         if architecture == "conv" and not chans:
             raise ConfigError("architecture 'conv' needs at least one entry in channels")
         self.latent_dim, self.num_classes = latent_dim, num_classes
