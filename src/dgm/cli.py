@@ -1093,7 +1093,8 @@ def cmd_report(args) -> None:
         test = r.get("test_nll")
         test_text = "—" if test is None else f"{test:.2f} ± {r['test_nll_stderr']:.2f}"
         if test is not None and not r.get("test_exact", True):
-            test_text = "≈ " + test_text
+            k = r.get("test_num_samples")
+            test_text = "≈ " + test_text + (f" (K={k})" if k else "")
         bpd = r.get("test_bits_per_dim")
         planned = r.get("epochs_planned")
         best = r.get("best_valid_nll")

@@ -36,3 +36,13 @@ def test_empty_data_is_an_error():
     model = dgm.build("independent", event_shape=(3,))
     with pytest.raises(dgm.DataError, match="no examples"):
         dgm.evaluate(model, torch.zeros(0, 3))
+
+
+def test_an_estimate_states_its_number_of_samples():
+    model = dgm.build("vae", event_shape=(6,), **dgm.core.registry.get_entry("vae").tiny)
+    x = torch.randint(0, 2, (8, 6)).float()
+    default = dgm.evaluate(model, x)
+    assert not default["exact"] and default["num_samples"] == model.default_num_samples
+    assert dgm.evaluate(model, x, num_samples=7)["num_samples"] == 7
+    exact = dgm.build("made", event_shape=(6,), hidden_sizes=[8])
+    assert "num_samples" not in dgm.evaluate(exact, x)

@@ -9,6 +9,7 @@ density, reproducible sampling, config and checkpoint round trips, and clear inp
 import inspect
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -207,3 +208,36 @@ def test_bad_inputs_raise_clear_errors(name, support):
             model.log_prob(torch.full((2, *shape), 7.0))
     with pytest.raises(dgm.DataError, match="num_samples"):
         model.sample(-1)
+
+
+@pytest.mark.parametrize(("name", "support"), cases())
+def test_empty_batches_and_zero_samples(name, support):
+    model = make(name, support, 4)
+    shape = event_shape_for(name, 4)
+    lp = model.log_prob(random_inputs(support, 0, 4, name))
+    assert lp.shape == (0,) and lp.dtype == next(model.parameters()).dtype
+    with pytest.raises(dgm.DataError, match="shape"):  # still checked when empty
+        model.log_prob(torch.zeros(0, 5))
+    context = torch.zeros(0, dtype=torch.long) if getattr(model, "num_classes", None) else None
+    assert model.sample(0, context=context).shape == (0, *shape)
+    # Integers from NumPy or a 0-d tensor count as integers
+    assert model.sample(np.int64(2), **_context_for(model, 2)).shape == (2, *shape)
+    assert model.sample(torch.tensor(2), **_context_for(model, 2)).shape == (2, *shape)
+    with pytest.raises(dgm.DataError, match="num_samples"):
+        model.sample(2.5)
+
+
+def _context_for(model, n: int) -> dict:
+    return {"context": torch.arange(n) % model.num_classes} if getattr(model, "num_classes", None) else {}
+
+
+@pytest.mark.parametrize(("name", "support"), cases())
+def test_an_unconditional_model_refuses_a_context(name, support):
+    model = make(name, support, 4)
+    if model.conditional:
+        pytest.skip("conditional as built")
+    x = random_inputs(support, 2, 4, name)
+    with pytest.raises(dgm.DataError, match="context"):
+        model.log_prob(x, context=torch.zeros(2, dtype=torch.long))
+    with pytest.raises(dgm.DataError, match="context"):
+        model.sample(2, context=torch.zeros(2, dtype=torch.long))

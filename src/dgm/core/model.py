@@ -8,6 +8,7 @@ import inspect
 import itertools
 import json
 import math
+import operator
 from typing import Any, ClassVar
 
 import torch
@@ -23,6 +24,33 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     return value
+
+
+def _empty_batch_log_prob(log_prob):
+    """``log_prob`` that answers a batch of zero examples (still checked for shape and support) with an
+    empty ``(0,)`` tensor."""
+
+    @functools.wraps(log_prob)
+    def guarded(self, x, *args, **kwargs):
+        if isinstance(x, Tensor) and x.dim() >= 1 and x.shape[0] == 0:
+            self.validate(x)
+            return torch.zeros(0, dtype=self._float_dtype(), device=self.device)
+        return log_prob(self, x, *args, **kwargs)
+
+    return guarded
+
+
+def _no_samples(sample):
+    """``sample`` that answers ``num_samples = 0`` with an empty ``(0, *event_shape)`` tensor."""
+
+    @functools.wraps(sample)
+    def guarded(self, num_samples, *args, **kwargs):
+        n = self.check_num_samples(num_samples)
+        if n == 0:
+            return torch.zeros(0, *self.event_shape, device=self.device)
+        return sample(self, n, *args, **kwargs)
+
+    return guarded
 
 
 class GenerativeModel(nn.Module):
@@ -46,6 +74,11 @@ class GenerativeModel(nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        # Empty batches are answered here, once, so that no model's own code meets a zero-length batch.
+        if "log_prob" in cls.__dict__:
+            cls.log_prob = _empty_batch_log_prob(cls.__dict__["log_prob"])
+        if "sample" in cls.__dict__ and not getattr(cls, "discriminative", False):
+            cls.sample = _no_samples(cls.__dict__["sample"])
         init = cls.__dict__.get("__init__")
         if init is None:
             return
@@ -197,9 +230,17 @@ class GenerativeModel(nn.Module):
         return self.check_classes(context, num_classes, batch_size)
 
     def check_num_samples(self, num_samples) -> int:
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
-            raise DataError(f"num_samples must be a non-negative int, got {num_samples!r}")
-        return num_samples
+        """``num_samples`` as an int ≥ 0 (NumPy and 0-d tensor integers accepted); a DataError otherwise."""
+        try:
+            n = operator.index(num_samples) if not isinstance(num_samples, bool) else None
+        except TypeError:
+            n = None
+        if n is None or n < 0:
+            raise DataError(f"num_samples must be a non-negative integer, got {num_samples!r}")
+        return n
+
+    def _float_dtype(self) -> torch.dtype:
+        return next((p.dtype for p in self.parameters() if p.is_floating_point()), torch.get_default_dtype())
 
     def extra_repr(self) -> str:
         return f"event_shape={self.event_shape}, support={self.support}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -111,6 +112,12 @@ def evaluate(model, data, batch_size: int = 1000, generator=None, **log_prob_opt
         )
     if callable(getattr(model, "predict_proba", None)) and data.y is not None and data.num_classes:
         result["accuracy"] = accuracy(model, data, batch_size)
+    if not model.exact and "num_samples" not in log_prob_options:
+        # An estimate states its K (DESIGN.md §4), the model's default when none was passed.
+        default = getattr(model, "default_num_samples", None)
+        parameter = inspect.signature(model.log_prob).parameters.get("num_samples")
+        if isinstance(default, int) and parameter is not None:
+            result["num_samples"] = default
     if log_prob_options:
         result.update({k: v for k, v in log_prob_options.items() if isinstance(v, int | float | str)})
     return result

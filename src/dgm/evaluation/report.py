@@ -113,6 +113,7 @@ def summarize(run_dir: str | Path, count_parameters: bool = True) -> dict:
             summary[f"{split}_nll_stderr"] = res.get("nll_stderr")
             summary[f"{split}_bits_per_dim"] = res.get("bits_per_dim")
             summary[f"{split}_exact"] = res.get("exact")
+            summary[f"{split}_num_samples"] = res.get("num_samples")
     return summary
 
 

@@ -699,7 +699,9 @@ def _epoch_line(row: dict, epochs: int) -> str:
     if "valid_nll" in row:
         # A discriminative model's NLL is of labels, -log p(y | x): no bits per input dimension.
         bpd = row.get("valid_bpd")
-        parts.append(f"valid {row['valid_nll']:.4f} nats" + (f" ({bpd:.4f} bits/dim)" if bpd is not None else ""))
+        parts.append(
+            f"valid {row['valid_nll']:.4f} nats" + (f" ({bpd:.4f} bits/dim)" if bpd is not None else "")
+        )
     skip = {
         "epoch",
         "step",

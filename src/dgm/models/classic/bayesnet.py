@@ -230,6 +230,7 @@ class BayesNet(GenerativeModel):
     # ------------------------------------------------------------------ contract
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         x = self.validate(x).reshape(len(x), -1).long()
+        self.class_labels(context, len(x))  # refuses a context: this model has none
         self._check_cardinalities(x)
         return self._log_prob_flat(x)
 
@@ -251,6 +252,7 @@ class BayesNet(GenerativeModel):
     ):
         """Ancestral sampling: each variable after its parents, in topological order."""
         n = self.check_num_samples(num_samples)
+        self.class_labels(context, n)
         tables = self.log_tables()
         x = torch.zeros(n, self.num_dims + 1, dtype=torch.long, device=self.device)
         for i in self.order:

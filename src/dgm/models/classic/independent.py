@@ -64,12 +64,14 @@ class IndependentModel(GenerativeModel):
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         x = self.validate(x)
+        self.class_labels(context, len(x))  # refuses a context: this model has none
         return self.distribution().log_prob(x.reshape(len(x), -1).to(self._value_dtype()))
 
     def sample(
         self, num_samples: int, context: Tensor | None = None, generator: torch.Generator | None = None
     ):
         n = self.check_num_samples(num_samples)
+        self.class_labels(context, n)
         with torch.no_grad():
             x = draw(self.distribution(), (n,), generator)
         return x.float().reshape(n, *self.event_shape)

@@ -104,6 +104,7 @@ class Mixture(GenerativeModel):
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         x = self.validate(x).reshape(len(x), -1)
+        self.class_labels(context, len(x))  # refuses a context: a mixture's components are not classes
         return torch.cat([self.log_joint(c).logsumexp(1) for c in self._chunks(x)]) if len(x) else x.sum(1)
 
     def posterior(self, x: Tensor) -> Tensor:
@@ -120,6 +121,7 @@ class Mixture(GenerativeModel):
         self, num_samples: int, context: Tensor | None = None, generator: torch.Generator | None = None
     ):
         n = self.check_num_samples(num_samples)
+        self.class_labels(context, n)
         z = draw(Categorical(logits=self.mixture_logits), (n,), generator)
         x = self.sample_components(z, generator)
         return x.float().reshape(n, *self.event_shape)
