@@ -42,6 +42,9 @@ from dgm.nn.masked import MaskedLinear, input_degrees, made_masks, make_ordering
 class FVSBN(GenerativeModel):
     """Fully visible sigmoid (or softmax) belief network.
 
+    Frey (1998), "Graphical Models for Machine Learning and Digital Communication", MIT Press; Gan, Henao,
+    Carlson & Carin (2015), "Learning Deep Sigmoid Belief Networks with Data Augmentation", AISTATS.
+
     Args:
         event_shape: shape of one example (flattened to D values; raster order for images).
         support: ``"binary"`` (sigmoid conditionals) or ``"categorical(k)"`` (softmax on one-hot inputs).

@@ -533,6 +533,8 @@ class TiedAutoregressiveBody(GenerativeModel):
 class NADE(TiedAutoregressiveBody):
     """NADE with Bernoulli (binary) or softmax (categorical(k)) conditionals and sigmoid hidden units.
 
+    Larochelle & Murray (2011), "The Neural Autoregressive Distribution Estimator", AISTATS.
+
     Args:
         event_shape: shape of one example (flattened to D values; raster order for images).
         support: ``"binary"`` or ``"categorical(k)"`` (inputs one-hot: W is H × D × k, outputs k logits).

@@ -38,6 +38,9 @@ _LOG_SCALE_MIN, _LOG_SCALE_MAX = -9.0, 7.0
 class RNADE(TiedAutoregressiveBody):
     """RNADE with ``num_components`` Gaussians per conditional.
 
+    Uria, Murray & Larochelle (2013), "RNADE: The real-valued neural autoregressive density-estimator",
+    NeurIPS.
+
     Args:
         event_shape: shape of one example (flattened to D values).
         support: ``"real"``.

@@ -27,6 +27,8 @@ from dgm.models.autoregressive.sequence import SequenceModel, class_embedding
 class RNN(SequenceModel):
     """Recurrent next-token model.
 
+    Graves (2013), "Generating Sequences With Recurrent Neural Networks".
+
     Args:
         event_shape: ``(T,)`` for text, or an image / vector read in raster order.
         support: ``"binary"`` or ``"categorical(k)"`` (k characters for text).

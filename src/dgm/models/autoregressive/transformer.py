@@ -72,6 +72,8 @@ class Block(nn.Module):
 class TransformerAR(SequenceModel):
     """Causal Transformer next-token model.
 
+    Vaswani et al. (2017), "Attention Is All You Need", decoder-only as in GPT-2 (Radford et al. 2019).
+
     Args:
         event_shape: ``(T,)`` for text, or an image / vector read in raster order (D = its size).
         support: ``"binary"`` or ``"categorical(k)"``.

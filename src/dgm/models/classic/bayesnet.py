@@ -119,6 +119,8 @@ def _approx(n: int) -> str:
 class BayesNet(GenerativeModel):
     """Categorical Bayesian network over the D values of one example.
 
+    Pearl (1988); Koller & Friedman (2009).
+
     Args:
         event_shape: shape of one example (flattened into D variables).
         support: ``"binary"`` or ``"categorical(k)"``.

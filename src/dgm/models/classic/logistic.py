@@ -39,6 +39,8 @@ from dgm.core.registry import register
 class LogisticRegression(GenerativeModel):
     """Softmax regression of the class on the inputs.
 
+    Ng & Jordan (2002), "On discriminative vs. generative classifiers".
+
     Args:
         event_shape: shape of one input x (flattened into D features).
         support: the inputs' support; categorical(k) inputs are scaled to [0, 1] by 1/(k − 1) first.

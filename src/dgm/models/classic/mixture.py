@@ -226,6 +226,8 @@ class Mixture(GenerativeModel):
 class MixtureBernoulli(Mixture):
     """Mixture of K independent-Bernoulli components (categorical(k) components for categorical data).
 
+    Dempster, Laird & Rubin (1977); Bishop (2006) §9.3.3.
+
     Args:
         components: K.
         alpha: Beta/Dirichlet pseudo-count per value added in the M step (MAP-EM), so no pixel probability
@@ -325,6 +327,8 @@ class MixtureBernoulli(Mixture):
 )
 class MixtureGaussian(Mixture):
     """Mixture of K Gaussians with diagonal or full covariance matrices.
+
+    Dempster, Laird & Rubin (1977); Bishop (2006) §9.2.
 
     Args:
         components: K.

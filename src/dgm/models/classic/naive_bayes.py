@@ -37,6 +37,8 @@ from dgm.core.registry import register
 class NaiveBayes(GenerativeModel):
     """Class-conditional model with independent features given the class.
 
+    Ng & Jordan (2002), "On discriminative vs. generative classifiers".
+
     ``log_prob(x, context=y)`` is log p(x | y); without context it is the marginal log p(x) =
     log Σ_y p(y) p(x | y), so the model is also an unconditional density (a mixture with observed
     components). :meth:`joint_log_prob` gives log p(x, y), :meth:`predict_proba` gives p(y | x).

@@ -50,7 +50,7 @@ from dgm.models.flows.transforms import Compose, HouseholderRotation, KernelGaus
     supports=("real",),
 )
 class GaussianizationFlow(Flow):
-    """Gaussianization flow (see the module docstring).
+    """Gaussianization flow: Meng, Song, Song & Ermon (2020), "Gaussianization Flows", AISTATS.
 
     Args:
         event_shape: shape of one example (flattened to D values).

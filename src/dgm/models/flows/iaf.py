@@ -33,7 +33,10 @@ from dgm.models.flows.transforms import Compose, InverseTransform
     supports=("real",),
 )
 class IAF(Flow):
-    """IAF (see the module docstring). Images are flattened (raster order).
+    """Inverse autoregressive flow: sampling in one pass. Images are flattened (raster order).
+
+    Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling (2016), "Improved Variational Inference with
+    Inverse Autoregressive Flow", NeurIPS.
 
     ``log_prob(x)`` of a point the model did not sample costs D sequential passes per layer;
     ``sample_and_log_prob`` scores the model's own samples in one pass.

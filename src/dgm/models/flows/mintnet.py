@@ -36,7 +36,10 @@ NORMALIZATIONS = ("none", "actnorm")
     supports=("real",),
 )
 class MintNet(Flow):
-    """MintNet (see the module docstring).
+    """MintNet: masked invertible convolutions with triangular Jacobians, inverted by fixed-point iteration.
+
+    Song, Meng & Ermon (2019), "MintNet: Building Invertible Neural Networks with Masked Convolutions",
+    NeurIPS.
 
     Args:
         event_shape: ``(D,)`` or an image ``(C, H, W)``.

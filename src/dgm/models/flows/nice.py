@@ -33,6 +33,8 @@ from dgm.nn.functional import hidden_sizes_list
 class NICE(Flow):
     """NICE on vectors (images are flattened).
 
+    Dinh, Krueger & Bengio (2014), "NICE: Non-linear Independent Components Estimation".
+
     Args:
         event_shape: shape of one example (flattened to D values).
         support: ``"real"``.

@@ -48,7 +48,7 @@ NORMALIZATIONS = ("auto", "actnorm", "batchnorm", "none")
     supports=("real",),
 )
 class RealNVP(Flow):
-    """RealNVP (see the module docstring).
+    """RealNVP: Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP", ICLR.
 
     Args:
         event_shape: ``(D,)`` or an image ``(C, H, W)``.

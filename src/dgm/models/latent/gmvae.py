@@ -34,6 +34,9 @@ from dgm.nn.functional import soft_clamp
 class GMVAE(VAE):
     """VAE whose prior is a learned mixture of ``num_components`` diagonal Gaussians.
 
+    Dilokthanakul et al. (2016), "Deep Unsupervised Clustering with Gaussian Mixture VAEs"; Tomczak &
+    Welling (2018), "VAE with a VampPrior".
+
     Args:
         num_components: K (500 in the CS236 reference setting).
         learn_weights: learn the mixture weights π (else uniform, as in the reference).

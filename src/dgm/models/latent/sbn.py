@@ -40,6 +40,9 @@ MAX_ENUMERATED_UNITS = 20
 class SigmoidBeliefNetwork(VAE):
     """One layer of H binary latent units with a learned factorised Bernoulli prior.
 
+    Neal (1992), "Connectionist learning of belief networks"; Mnih & Gregor (2014), "Neural Variational
+    Inference and Learning in Belief Networks" (NVIL).
+
     Args:
         latent_dim: H, the number of binary latent units (200 in NVIL's MNIST SBN).
         hidden_sizes: hidden widths of the inference network (the decoder mirrors them); ``[]`` gives the

@@ -58,6 +58,9 @@ from dgm.nn.functional import hidden_sizes_list
 class SSVAE(VAE):
     """The M2 model: p(y) p(z) p(x | y, z), q(y | x) q(z | x, y).
 
+    Kingma, Rezende, Mohamed & Welling (2014), "Semi-supervised Learning with Deep Generative Models",
+    NeurIPS.
+
     Args:
         num_classes: C.
         latent_dim: size of z (50 in the paper).

@@ -41,6 +41,8 @@ LATENT_LOG_SCALE_BOUND = 12.0
 class VAE(LatentVariableModel):
     """VAE / IWAE / CVAE with MLP or convolutional networks.
 
+    Kingma & Welling (2014), "Auto-Encoding Variational Bayes", ICLR.
+
     Args:
         event_shape: shape of one example; ``architecture="conv"`` needs an image ``(C, H, W)``.
         support: ``"binary"``, ``"categorical(k)"`` or ``"real"``.
@@ -321,6 +323,9 @@ class IWAE(VAE):
 )
 class CVAE(VAE):
     """The class-conditional VAE: q(z | x, y), p(x | z, y), p(z) = N(0, I).
+
+    Sohn, Lee & Yan (2015), "Learning Structured Output Representation using Deep Conditional Generative
+    Models", NeurIPS.
 
     ``log_prob(x, context=y)`` estimates log p(x | y); without labels (or where a label is −1) it estimates
     the marginal log Σ_y p(y) p(x | y) under a uniform p(y), and ``sample`` draws y uniformly first.
