@@ -206,6 +206,43 @@ def test_text_samples_are_text(tmp_path, capsys, real_data_dir):
         (["eval", "/nonexistent/run"], "does not exist"),
         (["sample", "/nonexistent/run"], "does not exist"),
         (["train", "independent", "--data", "digits-binary", "--data-opt", "x"], "KEY=VALUE"),
+        # Values a model option cannot take: named, not failing deep inside the model or stored as text
+        (
+            ["train", "maf", "--data", "moons", "--batch-norm", "maybe"],
+            "option batch_norm must be true or false",
+        ),
+        (
+            ["train", "independent", "--data", "digits-binary", "--alpha", "abc"],
+            "option alpha must be a number",
+        ),
+        (["train", "maf", "--data", "moons", "--num-layers", "2.5"], "option num_layers must be an integer"),
+        (
+            ["train", "maf", "--data", "moons", "--num-layers", "--max-steps", "3"],
+            "--num-layers needs a value",
+        ),
+        (
+            ["train", "independent", "--data", "digits-binary", "--num-train", "-3"],
+            "--num-train must be at least",
+        ),
+        (
+            ["train", "independent", "--data", "digits-binary", "--num-samples", "-2"],
+            "--num-samples must be at",
+        ),
+        (
+            ["train", "independent", "--data", "digits-binary", "--max-steps", "0"],
+            "max_steps must be a positive",
+        ),
+        (
+            ["train", "independent", "--data", "digits-binary", "--patience", "-1"],
+            "patience must be a positive",
+        ),
+        (
+            ["train", "independent", "--data", "digits-binary", "--weight-decay", "-1"],
+            "weight_decay must be >= 0",
+        ),
+        (["train", "independent", "--data", "digits-binary", "--checkpoint-every", "-5"], "checkpoint_every"),
+        (["eval", "/nonexistent/run", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["eval", "/nonexistent/run", "--scores", "x.json"], "--scores must end in .csv or .npy"),
     ],
 )
 def test_errors_are_one_clear_line(argv, message, capsys, tmp_path):
@@ -440,3 +477,84 @@ def test_task_out_must_be_a_directory(task_runs, capsys, tmp_path):
     code, _, err = run(capsys, "denoise", str(task_runs / "flow"), "--noise", "gaussian:0.1", "--out",
                        str(tmp_path / "file"))  # fmt: skip
     one_line_error(code, err, "--out must be a directory")
+
+
+def test_unwritable_outputs_are_one_line_and_keep_the_run(trained, capsys, tmp_path):
+    out, _ = trained
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for argv in (
+        ["train", "independent", "--data", "digits-binary", "--out", a_file],
+        ["train", "independent", "--data", "digits-binary", "--out", a_file / "sub"],
+        ["sample", out, "-n", "2", "--out", a_file / "x.png"],
+        ["eval", out, "--scores", a_file / "s.csv"],
+    ):
+        code, _, err = run(capsys, *map(str, argv))
+        assert code == 2 and err.startswith("dgm: error: ") and len(err.strip().splitlines()) == 1, err
+    assert a_file.read_text() == "x"
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_sample_file_type_follows_the_data(trained, capsys, tmp_path):
+    out, _ = trained
+    code, _, err = run(capsys, "sample", str(out), "-n", "2", "--out", str(tmp_path / "s.txt"))
+    assert code == 2 and "figure (.png) or .npy" in err and not (tmp_path / "s.txt").exists()
+
+
+def test_nan_weights_are_refused_on_load(trained, capsys):
+    from dgm.core import checkpoint as ckpt
+
+    out, _ = trained
+    tensors, meta = ckpt.load_tensors(out / ckpt.WEIGHTS)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name].clone().fill_(float("nan"))
+    ckpt.save_tensors(out / ckpt.WEIGHTS, tensors, meta)
+    code, _, err = run(capsys, "sample", str(out), "-n", "2", "--out", str(out / "s.npy"))
+    assert code == 2 and f"parameter {name} holds NaN values" in err
+
+
+def test_resume_records_changed_options_and_says_when_nothing_is_left(trained, capsys):
+    out, _ = trained
+    base = ["train", "independent", "--data", "digits-binary", "--method", "gradient", "--lr", "0.05"]
+    code, stdout, err = run(
+        capsys, *base, "--epochs", "4", "--lr", "0.01", "--out", str(out), "--resume", "--no-progress"
+    )
+    assert code == 0, err
+    assert "resumed with changed options" in stdout and "lr 0.05 → 0.01" in stdout
+    info = json.loads((out / "run.json").read_text())
+    assert info["training"]["lr"] == 0.01 and info["training"]["epochs"] == 4
+    assert info["resumes"] == [
+        {
+            "at_epoch": 3,
+            "at_step": info["resumes"][0]["at_step"],
+            "changed": {"epochs": [3, 4], "lr": [0.05, 0.01]},
+        }
+    ]
+    code, stdout, err = run(
+        capsys, *base, "--epochs", "2", "--lr", "0.01", "--out", str(out), "--resume", "--no-progress"
+    )
+    assert code == 0, err
+    assert "already finished: nothing more was trained" in stdout
+
+
+def test_a_real_density_on_discrete_data_is_flagged(tmp_path, capsys):
+    code, _, err = run(
+        capsys, "train", "independent", "--data", "digits-binary", "--support", "real", "--epochs", "1",
+        "--out", str(tmp_path / "r"), "--no-progress",
+    )  # fmt: skip
+    assert code == 0 and "a real-valued density on binary data" in err
+
+
+def test_unreadable_npy_data_is_one_line(task_runs, capsys, tmp_path):
+    empty, strings, flat = tmp_path / "empty.npy", tmp_path / "strings.npy", tmp_path / "flat.npy"
+    empty.write_bytes(b"")
+    np.save(strings, np.array([["a"] * 64] * 3))
+    np.save(flat, np.zeros(64))
+    for path, message in (
+        (empty, "not a readable .npy array"),
+        (strings, "must be numeric"),
+        (flat, "(N, *event_shape)"),
+    ):
+        code, _, err = run(capsys, "anomaly", str(task_runs / "fvsbn"), "--out", str(path))
+        one_line_error(code, err, message)

@@ -491,9 +491,14 @@ def _parse_value(text: str):
         return text
 
 
-def _model_options(extra: list[str]) -> dict:
-    """Turn ``--hidden-sizes 500,500 --flag`` into ``{"hidden_sizes": [500, 500], "flag": True}``."""
+def _model_options(extra: list[str], entries=()) -> dict:
+    """Turn ``--hidden-sizes 500,500 --flag`` into ``{"hidden_sizes": [500, 500], "flag": True}``.
+
+    A name without a value is a flag (True) only for an option of ``entries`` (registry entries) whose
+    default is a bool: ``--num-layers --max-steps 3`` is an error, not ``num_layers=True``.
+    """
     opts, i = {}, 0
+    flags = []
     while i < len(extra):
         tok = extra[i]
         if not tok.startswith("--") or tok == "--":
@@ -504,8 +509,14 @@ def _model_options(extra: list[str]) -> dict:
                 value, i = extra[i + 1], i + 1
             else:
                 value = "true"
+                flags.append(key)
         opts[key.replace("-", "_")] = _parse_value(value)
         i += 1
+    for key in flags:
+        for entry in entries:
+            option = entry.options().get(key.replace("-", "_"))
+            if option is not None and not isinstance(option.default, bool):
+                raise ConfigError(f"--{key} needs a value (model {entry.name!r})")
     return opts
 
 
@@ -666,6 +677,15 @@ def _options_for_data(entry, model_opts: dict, train_ds) -> tuple[dict, object]:
     """The model's options with its support and event shape filled in from the data (unless given),
     and the data reshaped to that event shape; a ConfigError if the model cannot model such data."""
     model_opts = dict(model_opts)
+    if isinstance(model_opts.get("event_shape"), int):  # --event-shape 3
+        model_opts["event_shape"] = [model_opts["event_shape"]]
+    asked = str(model_opts.get("support", ""))
+    if asked.startswith("real") and train_ds.support.split("(")[0] != "real":
+        print(
+            f"note: a real-valued density on {train_ds.support} data: its NLL is of a density, not a "
+            "probability (it can be negative) and does not compare with discrete models' figures",
+            file=sys.stderr,
+        )
     if "support" not in model_opts:
         if train_ds.support.split("(")[0] not in entry.supports:
             raise ConfigError(
@@ -690,11 +710,14 @@ def cmd_train(args, extra: list[str]) -> None:
     from dgm.training import seed_everything, train
     from dgm.viz import save_samples, training_curves
 
+    _positive("--num-train", args.num_train)
+    _positive("--num-samples", args.num_samples)  # checked now, not after a long run
     data_opts = _data_options(args.data_opt)
     train_ds = _load_split(args.data, "train", args.data_dir, args.download, data_opts)
     if args.num_train is not None:
         train_ds = train_ds.take(args.num_train)
-    model_opts, train_ds = _options_for_data(get_entry(args.model), _model_options(extra), train_ds)
+    entry = get_entry(args.model)
+    model_opts, train_ds = _options_for_data(entry, _model_options(extra, [entry]), train_ds)
     event_shape = model_opts["event_shape"]
     if args.labels_per_class is not None:
         from dgm.models.latent.ssvae import semi_supervised
@@ -762,6 +785,14 @@ def cmd_train(args, extra: list[str]) -> None:
         checkpoint_every=args.checkpoint_every,
     )
     unit = f"{args.optimizer} steps" if result.method == "gradient" else "fit iterations (closed form / EM)"
+    if result.resumed_changes:
+        changes = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in result.resumed_changes.items())
+        print(f"resumed with changed options (recorded in run.json): {changes}")
+    if result.already_finished:
+        print(
+            "the run had already finished: nothing more was trained "
+            "(a larger --epochs or --max-steps continues it)"
+        )
     print(
         f"trained {result.steps} {unit} in {result.elapsed_s:.1f} s; best epoch {result.best_epoch}"
         + (" (stopped early)" if result.stopped_early else "")
@@ -825,6 +856,9 @@ def cmd_eval(args) -> None:
     from dgm.evaluation import evaluate, log_prob_dataset
     from dgm.training import resolve_device
 
+    _positive("--batch-size", args.batch_size)
+    if args.scores and Path(args.scores).suffix not in (".csv", ".npy"):
+        raise ConfigError(f"--scores must end in .csv or .npy, got {Path(args.scores).name!r}")
     run_dir = Path(args.run_dir)
     model = dgm.load(run_dir, device=resolve_device(args.device))
     info = ckpt.read_json(run_dir / ckpt.RUN)["data"]
@@ -885,6 +919,12 @@ def cmd_sample(args) -> None:
     out = Path(args.out) if args.out else run_dir / "samples.png"
     if out.suffix not in (".png", ".txt", ".npy"):
         raise ConfigError(f"--out must end in .png, .txt or .npy, got {out.name!r}")
+    text = info.get("kind") == "text"
+    if (out.suffix == ".txt") != text and out.suffix != ".npy":
+        raise ConfigError(
+            f"--out {out.name!r}: samples of {info.get('name', 'this data')} are written as "
+            + ("text (.txt) or .npy" if text else "a figure (.png) or .npy")
+        )
     context, note = _class_cycle(model, n), ""
     factor = _superres_factor(model)
     if factor is not None:
@@ -992,7 +1032,7 @@ def cmd_bench(args, extra: list[str]) -> None:
     if "bf16_gflops" in peak:
         peaks += f", bf16 {peak['bf16_gflops']:,.0f} GFLOP/s"
     print(f"{where}\n{peaks}, memory copy {peak['gbps']:.1f} GB/s; batch {args.batch_size}", flush=True)
-    user_opts = _model_options(extra)
+    user_opts = _model_options(extra, entries)
     rows: list[dict] = []
     for entry in entries:
         try:
@@ -1219,6 +1259,8 @@ def cmd_inpaint(args) -> None:
     _positive("-n", args.num_examples)
     _positive("-k", args.completions)
     model, info = _load_run(args.run_dir, args.device)
+    if getattr(model, "discriminative", False):
+        raise ConfigError(f"{model.name} models p(y | x), not the inputs: it cannot fill in missing values")
     ds = _task_data(args.data, model, info, args.split, args.data_dir, seed=args.seed).take(args.num_examples)
     x = _check_data(model, ds.x, f"{ds.name}/{ds.split}")
     context = None
@@ -1831,6 +1873,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dgm: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # an output path that cannot be written, a file that cannot be read
+        where = f": {e.filename}" if e.filename else ""
+        print(f"dgm: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         return 0
     return 0

@@ -395,3 +395,22 @@ def test_step_schedule_trains_and_resumes_at_the_lower_rate(tmp_path):
     dgm.train(fresh_model(), dynamic_data(), out=tmp_path / "run", **{**opts, "max_steps": 15})
     again = dgm.train(fresh_model(), dynamic_data(), out=tmp_path / "run", resume=True, **opts)
     assert [h["lr"] for h in again.history] == pytest.approx([h["lr"] for h in res.history])
+
+
+def test_sigterm_stops_with_a_checkpoint_like_ctrl_c(tmp_path):
+    """What a batch scheduler sends before killing a job: the run stops at the next step, resumable."""
+    import os
+    import signal
+
+    def terminate(trainer):
+        if trainer.state.step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        dgm.train(fresh_model(), dynamic_data(), out=tmp_path / "run", callbacks=[terminate], **OPTS)
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is restored afterwards
+    state = ckpt.read_metadata(tmp_path / "run" / ckpt.TRAINING_STATE)["state"]
+    assert state["step"] in (5, 6) and not state["finished"]
+    result = dgm.train(fresh_model(), dynamic_data(), out=tmp_path / "run", resume=True, **OPTS)
+    assert result.steps == OPTS["epochs"] * 10 and not result.already_finished  # 600 examples, batches of 64

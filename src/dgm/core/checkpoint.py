@@ -160,6 +160,14 @@ def load_state_into(model, tensors: dict[str, Tensor], source: str | Path) -> No
             raise CheckpointError(
                 f"{source}: {k} has shape {tuple(tensors[k].shape)}, model expects {tuple(v.shape)}"
             )
+    # Parameters only: buffers may hold infinities on purpose (masks added to logits).
+    for k, _ in model.named_parameters():
+        t = tensors[k]
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            bad = "NaN" if torch.isnan(t).any() else "infinite"
+            raise CheckpointError(
+                f"{source}: parameter {k} holds {bad} values (damaged, or saved after divergence)"
+            )
     model.load_state_dict(tensors)
 
 
@@ -178,6 +186,8 @@ def load(run_dir: str | Path, device: str | torch.device | None = None, weights:
         )
     if run_dir.is_file() and run_dir.suffix == ".safetensors":
         run_dir, weights = run_dir.parent, run_dir.name
+    if run_dir.is_file():
+        raise CheckpointError(f"{run_dir} is a file; give the run directory that holds {CONFIG}")
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
     config = read_config(run_dir / CONFIG)

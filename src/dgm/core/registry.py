@@ -113,12 +113,33 @@ def build(model: str | dict, **options) -> GenerativeModel:
     missing = [k for k, p in accepted.items() if p.default is inspect.Parameter.empty and k not in options]
     if missing:
         raise ConfigError(f"model {name!r} needs option {', '.join(map(repr, missing))}")
+    for key, value in options.items():
+        _check_type(name, key, value, accepted[key])
     try:
         return entry.cls(**options)
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model {name!r}: {e}") from None
+
+
+def _check_type(model: str, key: str, value, parameter: inspect.Parameter) -> None:
+    """A ConfigError naming the option when ``value`` cannot be what a bool, int or float default says:
+    without it, ``--batch-norm maybe`` was stored as the string 'maybe' (and switched batch norm on) and
+    ``--alpha abc`` failed deep inside the model with "'<' not supported between 'str' and 'int'"."""
+    default = parameter.default
+    if not isinstance(default, bool | int | float) or default is None:
+        return
+    if value is None and "None" in str(parameter.annotation):
+        return
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int) and "float" not in str(parameter.annotation):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    else:
+        ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    if not ok:
+        raise ConfigError(f"model {model!r}: option {key} must be {kind}, got {value!r}")
 
 
 def _load_models() -> None:

@@ -110,10 +110,9 @@ def load_mask_file(path: str | Path, event_shape, image_shape=None) -> Tensor:
     if path.suffix == ".npy":
         try:
             a = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise DataError(
-                f"mask file {path} is not a readable .npy array ({str(e).splitlines()[0]})"
-            ) from None
+        except (ValueError, OSError, EOFError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DataError(f"mask file {path} is not a readable .npy array ({msg})") from None
         if a.dtype != np.bool_:
             if not np.issubdtype(a.dtype, np.number) or not np.isin(a, (0, 1)).all():
                 raise DataError(f"mask file {path} must hold booleans or 0/1 values (True/1 = missing)")

@@ -264,8 +264,13 @@ def load_source(
             raise DataError(f"data file {path} does not exist")
         try:
             arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise DataError(f"{path} is not a readable .npy array ({str(e).splitlines()[0]})") from None
+        except (ValueError, OSError, EOFError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DataError(f"{path} is not a readable .npy array ({msg})") from None
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise DataError(f"{path} holds {arr.dtype} values; a data array must be numeric")
+        if arr.ndim < 2:
+            raise DataError(f"{path} has shape {arr.shape}; a data array is (N, *event_shape)")
         ds = Dataset(name=path.name, split="-", x=torch.from_numpy(np.ascontiguousarray(arr)).float())
     else:
         ds = _materialise(

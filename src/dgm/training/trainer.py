@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import math
 import signal
 import threading
@@ -91,6 +92,18 @@ class TrainOptions:
                 raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        for name in ("max_steps", "patience", "eval_num_samples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive int or None, got {value!r}")
+        if not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1:
+            raise ConfigError(f"eval_batch_size must be a positive int, got {self.eval_batch_size!r}")
+        if not self.checkpoint_every > 0:
+            raise ConfigError(
+                f"checkpoint_every must be a positive number of seconds, got {self.checkpoint_every!r}"
+            )
         if self.optimizer not in optim.NAMES:
             raise ConfigError(f"optimizer must be one of {', '.join(optim.NAMES)}, got {self.optimizer!r}")
         if not 0 <= self.momentum < 1 or (self.momentum and self.optimizer not in ("sgd", "rmsprop")):
@@ -211,6 +224,8 @@ class TrainResult:
     elapsed_s: float
     run_dir: Path | None
     method: str = "gradient"  # "gradient" (optimizer steps) or "fit" (closed-form / EM iterations)
+    resumed_changes: dict = field(default_factory=dict)  # option: [stored, used] where a resume changed it
+    already_finished: bool = False  # a resumed run that had nothing left to train
 
 
 def resolve_device(device: str) -> torch.device:
@@ -269,6 +284,7 @@ class Trainer:
         self.device = resolve_device(self.options.device)
         self.state = TrainState()
         self._stop_requested = False
+        self.resumed_changes: dict = {}
         self._last_checkpoint = time.monotonic()
         self._tb = None
         if resume and self.out is None:
@@ -312,6 +328,7 @@ class Trainer:
         )
         if self.out is not None:
             self._prepare_run_dir()
+        already_finished = self.state.finished
         start = time.monotonic() - self.state.elapsed_s
         previous_handler = self._install_sigint()
         # Subnormal floats flush to zero while training: an optimizer's running averages decay into the
@@ -342,6 +359,8 @@ class Trainer:
             self.state.elapsed_s,
             self.out,
             self.method,
+            resumed_changes=self.resumed_changes,
+            already_finished=already_finished,
         )
 
     # ----------------------------------------------------------------- loops
@@ -549,6 +568,7 @@ class Trainer:
             if not state_file.exists():
                 raise CheckpointError(f"cannot resume: {state_file} does not exist")
             self._restore_checkpoint(state_file)
+            self._record_resume()
             return
         if state_file.exists() or (out / ckpt.WEIGHTS).exists():
             raise CheckpointError(
@@ -556,7 +576,10 @@ class Trainer:
             )
         out.mkdir(parents=True, exist_ok=True)
         ckpt.write_json(out / ckpt.CONFIG, self.model.config)
-        info = {
+        ckpt.write_json(out / ckpt.RUN, self._run_info())
+
+    def _run_info(self) -> dict:
+        return {
             "dgm_version": _version(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "data": self.run_info.get("data", self.train_data.describe()),
@@ -564,7 +587,28 @@ class Trainer:
             "method": self.method,
             **{k: v for k, v in self.run_info.items() if k != "data"},
         }
-        ckpt.write_json(out / ckpt.RUN, info)
+
+    def _record_resume(self) -> None:
+        """Keep run.json true to what trains: options that differ from the stored ones (a new lr, more
+        epochs) are recorded with the epoch they took effect, and a missing or unreadable run.json is
+        written afresh from this invocation."""
+        path = self.out / ckpt.RUN
+        current = json.loads(json.dumps(asdict(self.options), default=list))
+        try:
+            info = ckpt.read_json(path)
+            stored = info["training"]
+        except (CheckpointError, KeyError, TypeError):
+            ckpt.write_json(path, {**self._run_info(), "rewritten_on_resume_at_epoch": self.state.epoch})
+            return
+        changed = {k: [stored.get(k), v] for k, v in current.items() if stored.get(k) != v}
+        self.resumed_changes = changed
+        if not changed:
+            return
+        info["training"] = current
+        info.setdefault("resumes", []).append(
+            {"at_epoch": self.state.epoch, "at_step": self.state.step, "changed": changed}
+        )
+        ckpt.write_json(path, info)
 
     def _save_checkpoint(self) -> None:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -676,20 +720,22 @@ class Trainer:
 
     # ----------------------------------------------------------------- Ctrl-C
     def _install_sigint(self):
+        """Ctrl-C, and SIGTERM (what batch schedulers send before killing a job), stop at the next step
+        with a checkpoint; a second one stops at once."""
         if threading.current_thread() is not threading.main_thread():
             return None
 
         def handler(signum, frame):
-            if self._stop_requested:  # a second Ctrl-C stops at once
+            if self._stop_requested:
                 raise KeyboardInterrupt
             self._stop_requested = True
 
-        return signal.signal(signal.SIGINT, handler)
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     @staticmethod
     def _restore_sigint(previous) -> None:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for sig, handler in (previous or {}).items():
+            signal.signal(sig, handler)
 
 
 def _epoch_line(row: dict, epochs: int) -> str:
