@@ -104,3 +104,16 @@ def test_safetensors_whose_header_length_looks_like_pickle_magic_loads(tmp_path,
     path.write_bytes(blob)
     loaded, _ = ckpt.load_tensors(path)
     assert torch.equal(loaded["w"], tensors["w"])
+
+
+def test_atomic_writes_get_the_mode_of_an_ordinary_file(tmp_path):
+    import os
+    import stat
+
+    from dgm.core.checkpoint import atomic_write
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic_write(tmp_path / "atomic.txt", "x")
+    mode = stat.S_IMODE(os.stat(tmp_path / "atomic.txt").st_mode)
+    assert mode == stat.S_IMODE(os.stat(plain).st_mode) and mode & stat.S_IRGRP  # not mkstemp's 0600
