@@ -242,6 +242,18 @@ def test_text_samples_are_text(tmp_path, capsys, real_data_dir):
         ),
         (["train", "independent", "--data", "digits-binary", "--checkpoint-every", "-5"], "checkpoint_every"),
         (["eval", "/nonexistent/run", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (
+            ["train", "made", "--data", "digits-binary", "--labels-per-class", "5"],
+            "only a semi-supervised model",
+        ),
+        (
+            ["train", "made", "--data", "digits-binary", "--eval-num-samples", "5"],
+            "made has an exact log_prob",
+        ),
+        (
+            ["train", "independent", "--data", "digits-binary", "--ema-decay", "0.9"],
+            "a closed-form/EM fit has none",
+        ),
         (["eval", "/nonexistent/run", "--scores", "x.json"], "--scores must end in .csv or .npy"),
     ],
 )

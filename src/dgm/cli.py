@@ -720,7 +720,13 @@ def cmd_train(args, extra: list[str]) -> None:
     model_opts, train_ds = _options_for_data(entry, _model_options(extra, [entry]), train_ds)
     event_shape = model_opts["event_shape"]
     if args.labels_per_class is not None:
-        from dgm.models.latent.ssvae import semi_supervised
+        from dgm.models.latent.ssvae import SSVAE, semi_supervised
+
+        if not issubclass(entry.cls, SSVAE):
+            raise ConfigError(
+                f"--labels-per-class marks the other labels unknown, and only a semi-supervised model "
+                f"(ssvae) trains on unlabelled examples; {entry.name} does not"
+            )
 
         train_ds = semi_supervised(train_ds, labels_per_class=args.labels_per_class, seed=args.seed)
     valid_ds = _load_split(args.data, "valid", args.data_dir, False, data_opts, event_shape)

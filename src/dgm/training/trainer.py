@@ -298,6 +298,15 @@ class Trainer:
             self.method = "fit" if callable(getattr(model, "fit", None)) else "gradient"
         if self.method == "fit" and not callable(getattr(model, "fit", None)):
             raise ConfigError(f"model {model.name!r} has no closed-form/EM fit; use method 'gradient'")
+        # Options that would otherwise be ignored without a word:
+        if self.method == "fit" and self.options.ema_decay is not None:
+            raise ConfigError(
+                "ema_decay averages gradient steps; a closed-form/EM fit has none (method 'gradient')"
+            )
+        if model.exact and self.options.eval_num_samples is not None:
+            raise ConfigError(
+                f"{model.name} has an exact log_prob; eval_num_samples applies to latent-variable models"
+            )
 
     # ----------------------------------------------------------------- control
     def request_stop(self) -> None:
