@@ -153,6 +153,20 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _data_arguments(s: argparse.ArgumentParser) -> None:
+    """The dataset options of the commands that load a dataset by name (train, bench)."""
+    s.add_argument("--data", required=True, help="dataset name (see `dgm datasets`)")
+    s.add_argument("--data-dir", help="data directory (default: $DGM_DATA_DIR, else ~/.cache/dgm)")
+    s.add_argument(
+        "--data-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset option, e.g. seq_len=128 (repeatable)",
+    )
+    s.add_argument("--download", action="store_true", help="download missing data files")
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
@@ -190,16 +204,7 @@ def _parser() -> argparse.ArgumentParser:
         "train", help="train a model on a dataset", epilog=EXAMPLES["train"], formatter_class=fmt
     )
     s.add_argument("model", help="registered model name (see `dgm models`)")
-    s.add_argument("--data", required=True, help="dataset name (see `dgm datasets`)")
-    s.add_argument("--data-dir", help="data directory (default: $DGM_DATA_DIR, else ~/.cache/dgm)")
-    s.add_argument(
-        "--data-opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dataset option, e.g. seq_len=128 (repeatable)",
-    )
-    s.add_argument("--download", action="store_true", help="download missing data files")
+    _data_arguments(s)
     s.add_argument("--out", help="run directory (default: runs/MODEL-DATA-TIME)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     s.add_argument("--epochs", type=int, default=50)
@@ -290,10 +295,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     s.add_argument("models", nargs="+", metavar="MODEL", help="registered model names, or 'all'")
-    s.add_argument("--data", required=True, help="dataset name (see `dgm datasets`)")
-    s.add_argument("--data-dir")
-    s.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE")
-    s.add_argument("--download", action="store_true", help="download missing data files")
+    _data_arguments(s)
     s.add_argument("--batch-size", type=int, default=100)
     s.add_argument("--repeats", type=int, default=5, help="timed training steps (the median is reported)")
     s.add_argument("--precision", choices=["fp32", "bf16", "both"], default="fp32")
