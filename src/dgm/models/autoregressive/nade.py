@@ -57,12 +57,12 @@ def _activate(z: Tensor, activation: str, out: Tensor | None = None) -> Tensor:
     return torch.sigmoid(z, out=out) if activation == "sigmoid" else torch.clamp_min(z, 0, out=out)
 
 
-def _times_activation_derivative(grad: Tensor, h: Tensor, activation: str, scratch: Tensor) -> Tensor:
-    """``grad`` times act'(z), in place, from the activations h = act(z); ``scratch`` (h's shape, may be h
-    itself) holds the derivative."""
+def _times_activation_derivative(grad: Tensor, h: Tensor, activation: str) -> Tensor:
+    """``grad`` times act'(z), in place, from the activations h = act(z), in one pass (torch's own backward
+    kernels of the activations: σ' = h − h², ReLU' = [h > 0])."""
     if activation == "sigmoid":
-        return grad.mul_(torch.addcmul(h, h, h, value=-1, out=scratch))  # σ' = h − h²
-    return grad.mul_(torch.gt(h, 0, out=scratch))
+        return torch.ops.aten.sigmoid_backward.grad_input(grad, h, grad_input=grad)
+    return torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad)
 
 
 class _Workspace:
@@ -117,19 +117,16 @@ def _input_table(W: Tensor, padded: int) -> Tensor:
 
 
 def _pre_activations(x: Tensor, table: Tensor, start: Tensor, contrib: Tensor, out: Tensor) -> Tensor:
-    """a[d, n] = start[n] + Σ_{t<d} W[:, t] x[n, t] (one-hot columns for categorical x), into ``out``.
+    """a[d, n] = start[n] + Σ_{t<d} W[:, t, x[n, t]] for categorical x (one-hot inputs), into ``out``.
 
-    Position-major (D', n, H) with D' ≥ D padded to whole scan blocks (the padding contributes zero).
+    Position-major (D', n, H) with D' ≥ D padded to whole scan blocks (the padding contributes zero):
+    the observed value's row of W per position, then a blocked exclusive scan.
     """
     D, padded = x.shape[1], contrib.shape[0]
-    if x.dtype == torch.long:  # categorical: the row of the observed value
-        k = len(table) // padded
-        rows = (torch.arange(D, device=x.device)[:, None] * k + x.T).reshape(-1)
-        torch.index_select(table, 0, rows, out=contrib[:D].view(-1, table.shape[1]))
-        contrib[D:] = 0
-    else:
-        xt = torch.cat([x.T, x.new_zeros(padded - D, len(x))])
-        torch.mul(xt[:, :, None], table[:, None, :], out=contrib)
+    k = len(table) // padded
+    rows = (torch.arange(D, device=x.device)[:, None] * k + x.T).reshape(-1)
+    torch.index_select(table, 0, rows, out=contrib[:D].view(-1, table.shape[1]))
+    contrib[D:] = 0
     return _exclusive_scan(contrib, out).add_(start)
 
 
@@ -210,7 +207,7 @@ def _real_backward(x, table, start, V, rho, activation: str, g: Tensor, dV, drho
         else:
             dV[pos].baddbmm_(g[pos], h)
         dz = torch.bmm(g[pos].transpose(1, 2), V[pos])  # dL/dh, then dL/dz in place
-        _times_activation_derivative_fused(dz, h, activation)
+        _times_activation_derivative(dz, h, activation)
         if rho is not None:
             drho_block = torch.mul(dz, a, out=a).sum((1, 2))
             drho[pos] = drho_block if first else drho[pos] + drho_block
@@ -225,13 +222,6 @@ def _real_backward(x, table, start, V, rho, activation: str, g: Tensor, dV, drho
         after += dz.sum(0)
     d_x = dx.view(n, -1)[:, :D] if dx is not None else None
     return d_table.view(len(table), -1), after, d_x
-
-
-def _times_activation_derivative_fused(grad: Tensor, h: Tensor, activation: str) -> Tensor:
-    """``grad`` times act'(z), in place, in one pass (torch's own backward kernels of the activations)."""
-    if activation == "sigmoid":
-        return torch.ops.aten.sigmoid_backward.grad_input(grad, h, grad_input=grad)
-    return torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad)
 
 
 class _Segments:
@@ -278,7 +268,7 @@ class _Segments:
         H, h = dh.shape[2], self.h
         d_segment = self.ws.get(0, self.n, self.S).zero_()  # the steps are no longer needed
         d_segment.view(-1, H).index_add_(0, self.rows, dh.view(-1, H))
-        _times_activation_derivative(d_segment, h, activation, scratch=h)
+        _times_activation_derivative(d_segment, h, activation)
         # a of segment k sums the steps 0..k, so step j's gradient sums the segments k ≥ j.
         d_steps = _exclusive_scan(d_segment, h, reverse=True).add_(d_segment)
         d_table.index_add_(0, self.position, d_steps[self.rank, self.example])
@@ -289,29 +279,32 @@ class _TiedConditionals(torch.autograd.Function):
     """params[n, d] = V_d act(ρ_d a_nd) + b_d for every position d, in O(HD) per example.
 
     Inputs are in ordering order: x (N, D), float, or long for one-hot categorical inputs; W (H, D) or
-    (H, D, k); start = a_1 per example (N, H); V (D, P, H); b (D, P); rho (D,) or None. Work is done
-    ``chunk`` examples at a time. Binary inputs (without ρ, and unless x itself wants a gradient) take
-    the per-segment route of :class:`_Segments`, other real inputs the per-block route of
+    (H, D, k); start = a_1 per example (N, H); V (D, P, H); b (D, P); rho (D,) or None (float x only).
+    Work is done ``chunk`` examples at a time. Binary inputs (without ρ, and unless x itself wants a
+    gradient) take the per-segment route of :class:`_Segments`, other real inputs the per-block route of
     :class:`_RealBlocks`, one-hot inputs a blocked scan over all D positions, position-major (D, n, H),
     in reused buffers. Nothing of size D × N × H is kept for the backward pass: it recomputes each
     chunk's activations, which costs less than writing them to fresh memory and reading them back.
     """
 
     @staticmethod
-    def _one_hot_hidden(x, table, start, rho, activation, ws, n):
-        """(a, h) of one chunk of one-hot inputs over all D positions, in workspace buffers 1 and 2 (buffer
-        0 is scratch)."""
+    def _one_hot_hidden(x, table, start, activation, ws, n):
+        """h of one chunk of one-hot inputs over all D positions, in workspace buffer 2 (buffers 0 and 1
+        are scratch)."""
         D = x.shape[1]
         padded = _whole_blocks(D)
         a = _pre_activations(x, table, start, ws.get(0, n, padded), ws.get(1, n, padded))[:D]
-        z = torch.mul(a, rho[:, None, None], out=ws.get(2, n)[:D]) if rho is not None else a
-        return a, _activate(z, activation, out=ws.get(2, n)[:D])
+        return _activate(a, activation, out=ws.get(2, n)[:D])
 
     @staticmethod
     def forward(ctx, x, W, start, V, b, rho, activation: str, chunk: int):
         N, D, H = len(x), x.shape[1], W.shape[0]
         padded = _whole_blocks(D)
         ctx.route = "one-hot" if not x.is_floating_point() else "real"
+        if ctx.route == "one-hot" and rho is not None:
+            raise NotImplementedError(
+                "ρ (RNADE's per-position scale) is for real-valued inputs, not one-hot ones"
+            )
         if rho is None and ctx.route == "real" and not ctx.needs_input_grad[0]:
             ctx.route = "segments" if bool(((x == 0) | (x == 1)).all()) else "real"
         if ctx.route == "real":  # its buffers are per block: the chunk only bounds the (D/B, n, H) offsets
@@ -329,7 +322,7 @@ class _TiedConditionals(torch.autograd.Function):
             if ctx.route == "segments":
                 h = _Segments(xc, table, sc, activation, ws).hidden(ws.get(2, n)[:D])
             else:
-                _, h = _TiedConditionals._one_hot_hidden(xc, table, sc, rho, activation, ws, n)
+                h = _TiedConditionals._one_hot_hidden(xc, table, sc, activation, ws, n)
             out.append((torch.matmul(h, V.transpose(1, 2)) + b[:, None, :]).transpose(0, 1))  # (n, D, P)
         ctx.save_for_backward(x, W, start, V, rho)
         ctx.activation, ctx.chunk = activation, chunk
@@ -371,16 +364,12 @@ class _TiedConditionals(torch.autograd.Function):
                 dh = product(g.transpose(1, 2), V, out=ws.get(3, n)[:D])
                 dstart[i : i + n] = segments.backward(dh, ctx.activation, d_table)
                 continue
-            a, h = _TiedConditionals._one_hot_hidden(xc, table, sc, rho, ctx.activation, ws, n)
+            h = _TiedConditionals._one_hot_hidden(xc, table, sc, ctx.activation, ws, n)
             dV.baddbmm_(g, h)
             dz_padded = ws.get(3, n, padded)
             dz_padded[D:] = 0
             dz = torch.matmul(g.transpose(1, 2), V, out=dz_padded[:D])  # dL/dh
-            scratch = ws.get(0, n)[:D]
-            _times_activation_derivative(dz, h, ctx.activation, scratch)
-            if rho is not None:
-                drho += torch.mul(dz, a, out=scratch).sum((1, 2))
-                dz.mul_(rho[:, None, None])
+            _times_activation_derivative(dz, h, ctx.activation)
             dstart[i : i + n] = dz.sum(0)
             # x_t feeds every later position, so its weight's gradient sums dL/da over positions d > t.
             later = _exclusive_scan(dz_padded, ws.get(0, n, padded), reverse=True)[:D]
