@@ -19,6 +19,7 @@ import torch
 
 import dgm
 from dgm.core import checkpoint as ckpt
+from dgm.evaluation.report import markdown_table
 from dgm.evaluation.speed import (  # noqa: F401  (the benchmarks import them from here)
     extra_flop_formulas,
     machine,
@@ -37,10 +38,7 @@ RUNS = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"
 ROWS = Path(__file__).with_name("rows")
 
 
-def table(rows: list[dict], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+table = markdown_table
 
 
 def _command() -> str:

@@ -973,9 +973,10 @@ def _write_rows(path: Path, rows: list[dict], columns: list[str], meta: dict) ->
         writer.writerows(rows)
         atomic_write(path, buf.getvalue())
     elif path.suffix == ".md":
-        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
-        lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
-        atomic_write(path, "\n".join([*(f"{k}: {v}  " for k, v in meta.items()), "", *lines]) + "\n")
+        from dgm.evaluation.report import markdown_table
+
+        header = "".join(f"{k}: {v}  \n" for k, v in meta.items())
+        atomic_write(path, f"{header}\n{markdown_table(rows, columns)}\n")
     else:
         raise ConfigError(f"--out must end in .json, .csv or .md, got {path.name!r}")
 

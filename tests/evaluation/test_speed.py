@@ -46,6 +46,7 @@ def test_benchmark_row_of_a_generative_and_a_discriminative_model():
     assert row["epoch_s_fp32"] == pytest.approx(4 * row["step_s_fp32"])  # 95 examples in batches of 30
     assert row["peak_share_fp32"] == pytest.approx(row["gflop_per_step"] / row["step_s_fp32"] / 1.0)
     assert row["log_prob_per_s"] > 0 and row["samples_per_s"] > 0
+    assert made.training  # scored and sampled in eval mode, its own mode given back
     classifier = dgm.build("logistic-regression", event_shape=(16,), num_classes=3)
     y = torch.randint(0, 3, (30,))
     row = speed.benchmark(classifier, x, context=y, score=x, score_context=y, num_samples=4)

@@ -120,3 +120,10 @@ def summarize(run_dir: str | Path, count_parameters: bool = True) -> dict:
 def history(run_dir: str | Path) -> list[dict]:
     """The per-epoch rows of a run's metrics.csv (numbers as floats)."""
     return _history(Path(run_dir) / ckpt.METRICS)
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    """``rows`` as a markdown table with ``columns`` (missing values empty)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ executes (torch's counter), this machine's measured matmul peak, and the rates o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -171,14 +172,27 @@ def step_flops(
     return float(counter.get_total_flops())
 
 
+@contextlib.contextmanager
+def _evaluating(model):
+    """The model in eval mode inside, its own mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def time_log_prob(
     model, x: Tensor, context: Tensor | None = None, batch_size: int = 1000, device="cpu"
 ) -> float:
     """Seconds for ``log_prob`` of all of ``x`` in eval mode, in batches, after one warm-up batch."""
-    model = model.to(device).eval()
-    x, c = x.to(device), _on(context, device)
+    with _evaluating(model.to(device)):
+        return _time_log_prob(model, x.to(device), _on(context, device), batch_size, device)
 
+
+def _time_log_prob(model, x: Tensor, c: Tensor | None, batch_size: int, device) -> float:
     def score(lo: int, hi: int):
         model.log_prob(x[lo:hi], None if c is None else c[lo:hi])
 
@@ -194,13 +208,13 @@ def time_log_prob(
 @torch.no_grad()
 def time_sample(model, num_samples: int, context: Tensor | None = None, device="cpu") -> float:
     """Seconds for one ``sample(num_samples)`` call in eval mode (a fixed generator)."""
-    model = model.to(device).eval()
-    gen = torch.Generator(device=device).manual_seed(0)
-    synchronize(device)
-    t0 = time.perf_counter()
-    model.sample(num_samples, context=_on(context, device), generator=gen)
-    synchronize(device)
-    return time.perf_counter() - t0
+    with _evaluating(model.to(device)):
+        gen = torch.Generator(device=device).manual_seed(0)
+        synchronize(device)
+        t0 = time.perf_counter()
+        model.sample(num_samples, context=_on(context, device), generator=gen)
+        synchronize(device)
+        return time.perf_counter() - t0
 
 
 def benchmark(
