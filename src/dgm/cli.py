@@ -317,7 +317,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--curves", help="draw the runs' curves into this .png file")
     s.add_argument("--out", help="also write the table to this .md, .csv or .json file")
     s.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    s.add_argument("--no-params", action="store_true", help="skip loading each model to count parameters")
+    s.add_argument(
+        "--no-params", action="store_true", help="skip building each model to count its parameters"
+    )
 
     s = sub.add_parser(
         "sample", help="draw samples from a trained run", epilog=EXAMPLES["sample"], formatter_class=fmt

@@ -2,7 +2,7 @@
 
 A run directory (``dgm train --out`` or ``dgm.train(out=...)``) holds config.json, run.json,
 metrics.csv, the training state and, after ``dgm eval``, results.json. :func:`summarize` reads them
-(no pickle, no tensors but the weights that count the parameters) into one plain dict per run;
+(no pickle, no weights: the parameter count comes from the config) into one plain dict per run;
 :func:`dgm.viz.compare_curves` draws several runs' curves on one plot.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dgm.core import checkpoint as ckpt
 from dgm.core.errors import CheckpointError
+from dgm.core.registry import build
 
 
 def _history(path: Path) -> list[dict]:
@@ -58,15 +59,6 @@ def _status(state: dict, training: dict, method: str) -> str:
     return "finished"
 
 
-def _num_parameters(run_dir: Path) -> int | None:
-    import dgm
-
-    try:
-        return dgm.load(run_dir).num_parameters()
-    except CheckpointError:
-        return None
-
-
 def summarize(run_dir: str | Path, count_parameters: bool = True) -> dict:
     """One run as plain data: model, data, parameters, epochs, steps, time, the best validation NLL and
     its epoch, the last training loss, how training ended, and the stored test (and validation) figures.
@@ -93,7 +85,8 @@ def summarize(run_dir: str | Path, count_parameters: bool = True) -> dict:
         "run": str(run_dir),
         "model": config.get("model"),
         "data": run.get("data", {}).get("name"),
-        "params": _num_parameters(run_dir) if count_parameters else None,
+        # The architecture fixes the count: the model is built from its config, its weights left unread.
+        "params": build(config).num_parameters() if count_parameters else None,
         "method": method,
         "epochs": state.get("epoch", int(last.get("epoch", 0))),
         "epochs_planned": training.get("epochs"),
