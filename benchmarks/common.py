@@ -6,6 +6,7 @@ section, so scripts can be re-run independently and the file keeps every other t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -26,6 +27,7 @@ from dgm.evaluation.speed import (  # noqa: F401  (the benchmarks import them fr
     peak_rates,
     step_flops,
     synchronize,
+    time_log_prob,
     time_train_step,
 )
 from dgm.training import seed_everything
@@ -48,6 +50,18 @@ def _command() -> str:
     module = ".".join(script.relative_to(RESULTS.parent.parent.resolve()).with_suffix("").parts)
     # shlex: an argument such as maf.scale_fn="softplus" must keep its quotes to be pasted into a shell.
     return f"DGM_DATA_DIR=../shared/data python -m {module} {shlex.join(sys.argv[1:])}".rstrip()
+
+
+@contextlib.contextmanager
+def full_fp32():
+    """Inside: no TF32 in CUDA matmuls and convolutions (torch lets cuDNN use TF32 by default), so that a
+    GPU-trained model's reported likelihood is computed in full fp32, as on a CPU."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def save_row(store: Path, name: str, row: dict) -> None:

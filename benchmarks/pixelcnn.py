@@ -42,6 +42,7 @@ from benchmarks.common import (
     RUNS,
     _command,
     fresh_run_dir,
+    full_fp32,
     machine,
     peak_rates,
     step_flops,
@@ -253,7 +254,8 @@ def run_model(
         callbacks=[log, guard],
     )
     train_s = time.perf_counter() - t0
-    ev = dgm.evaluate(model, test, args.eval_batch_size)
+    with full_fp32():  # TF32 trains; the reported likelihood is computed in full fp32
+        ev = dgm.evaluate(model, test, args.eval_batch_size)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     synchronize(device)
     t0 = time.perf_counter()
@@ -262,7 +264,7 @@ def run_model(
     sample_s = time.perf_counter() - t0
     image_grid(
         samples,
-        out / f"{name}_samples.png",
+        out / f"{key(name, args)}_samples.png",
         value_range=(0, 1),
         title=f"{name}: {args.num_samples} samples, test NLL {ev['nll']:.2f} nats",
     )
@@ -295,7 +297,8 @@ def run_model(
         "settings": settings(args, device),
         "command": _command(),
         "budget_note": f"{args.max_minutes:g} min on {device_name(device)}{threads}"
-        + (", bf16" if args.precision == "bf16" else ""),
+        + (", bf16" if args.precision == "bf16" else "")
+        + (f" ({args.shared_note})" if args.shared_note else ""),
         "speed": (
             f"{name}: {step_s * 1e3:.1f} ms per step of {args.batch_size} images, {flops / 1e9:.1f} GFLOP as "
             f"executed (masked taps of the rows up to the centre included) = {share:.1%} of the "
@@ -312,8 +315,10 @@ def settings(args, device: torch.device) -> dict:
 
 
 def key(name: str, args) -> str:
-    """A run's name in the store and the table: bf16 rows are kept beside the fp32 ones."""
-    return name + ("-bf16" if args.precision == "bf16" else "")
+    """A run's name in the store and the table: bf16 and GPU rows are kept beside the CPU fp32 ones."""
+    return (
+        name + ("-bf16" if args.precision == "bf16" else "") + ("-gpu" if args.device_type == "cuda" else "")
+    )
 
 
 def device_name(device: torch.device) -> str:
@@ -346,6 +351,7 @@ def main():
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--models", default="pixelcnn,gated-pixelcnn")
+    p.add_argument("--shared-note", default="", help="stated in the budget (e.g. other jobs on the GPU)")
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--smoke", action="store_true", help="tiny run of the whole pipeline; no RESULTS.md")
@@ -363,6 +369,7 @@ def main():
         torch.set_num_threads(args.threads)
     out = args.figures or (Path("/tmp/dgm-pixelcnn-smoke") if args.smoke else FIGURES)
     device = resolve_device(args.device)
+    args.device_type = device.type
     if args.report:
         return write_section(args, out, {})
     if args.precision == "bf16" and device.type == "cuda":
@@ -393,7 +400,8 @@ def write_section(args, out: Path, new: dict) -> None:
     store = out / "pixelcnn_runs.json"
     entries = {} if args.smoke or not store.exists() else json.loads(store.read_text())
     entries.update(new)
-    names = ("pixelcnn", "gated-pixelcnn", "pixelcnn-bf16", "gated-pixelcnn-bf16")
+    names = ("pixelcnn", "gated-pixelcnn", "pixelcnn-bf16", "gated-pixelcnn-bf16", "pixelcnn-gpu")
+    names += ("gated-pixelcnn-gpu",)
     entries = {k: entries[k] for k in names if k in entries}
     out.mkdir(parents=True, exist_ok=True)
     store.write_text(json.dumps(entries, indent=1))
@@ -406,7 +414,7 @@ def write_section(args, out: Path, new: dict) -> None:
     body_rows = table(rows, cols)
     print(body_rows)
     verdict = ""
-    for suffix in ("", "-bf16"):
+    for suffix in ("", "-bf16", "-gpu"):
         if f"gated-pixelcnn{suffix}" not in entries or f"pixelcnn{suffix}" not in entries:
             continue
         g, pl = entries[f"gated-pixelcnn{suffix}"], entries[f"pixelcnn{suffix}"]
@@ -414,6 +422,7 @@ def write_section(args, out: Path, new: dict) -> None:
         verdict += (
             f"Gated below plain at equal size{' (bf16 rows)' if suffix else ''}: "
             f"**{'yes' if g['nll'] < pl['nll'] else 'no'}** ({g['nll']:.2f} vs {pl['nll']:.2f} nats)"
+            + (" (GPU rows)" if suffix == "-gpu" else "")
             + ("" if same else " — but the two rows were run with different settings, see the store")
             + ". "
         )

@@ -241,3 +241,27 @@ def test_an_unconditional_model_refuses_a_context(name, support):
         model.log_prob(x, context=torch.zeros(2, dtype=torch.long))
     with pytest.raises(dgm.DataError, match="context"):
         model.sample(2, context=torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize(("name", "support"), cases())
+def test_every_model_on_cuda(name, support):
+    """The same weights give the same log_prob on the GPU as on the CPU; samples come back on the GPU from a
+    GPU generator, and a CPU generator is refused with a one-line error instead of torch's."""
+    model = make(name, support, 4).eval()
+    x = random_inputs(support, 5, 4, name)
+    extra = _context_for(model, 5)
+    with torch.no_grad():
+        expected = model.log_prob(x, **extra)
+        model.cuda()
+        got = model.log_prob(x.cuda(), **{k: v.cuda() for k, v in extra.items()})
+    assert got.device.type == "cuda"
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-3, atol=1e-3)
+    if getattr(model, "discriminative", False):
+        return
+    context = {k: v.cuda() for k, v in _context_for(model, 3).items()}
+    with torch.no_grad():
+        s = model.sample(3, generator=torch.Generator(device="cuda").manual_seed(0), **context)
+    assert s.device.type == "cuda" and s.shape == (3, *event_shape_for(name, 4))
+    with pytest.raises(dgm.ConfigError, match="generator is on cpu"):
+        model.sample(3, generator=torch.Generator().manual_seed(0), **context)

@@ -46,6 +46,13 @@ def _no_samples(sample):
     @functools.wraps(sample)
     def guarded(self, num_samples, *args, **kwargs):
         n = self.check_num_samples(num_samples)
+        generator = kwargs.get("generator", args[1] if len(args) > 1 else None)
+        if isinstance(generator, torch.Generator) and generator.device.type != self.device.type:
+            # torch's own message names neither the model nor the fix, and comes from deep inside a sampler.
+            raise ConfigError(
+                f"{type(self).name or type(self).__name__}: the generator is on {generator.device.type} but "
+                f"the model is on {self.device}; pass torch.Generator(device=model.device)"
+            )
         if n == 0:
             return torch.zeros(0, *self.event_shape, device=self.device)
         return sample(self, n, *args, **kwargs)
