@@ -225,7 +225,11 @@ class MADE(GenerativeModel):
         """Draw a mask uniformly per sample, then sample ancestrally in its ordering (D sequential steps,
         one network evaluation of work in all)."""
         n = self.check_num_samples(num_samples)
-        choice = torch.randint(self.num_masks, (n,), generator=generator) if self.num_masks > 1 else 0
+        choice = (
+            torch.randint(self.num_masks, (n,), generator=generator, device=self.device)
+            if self.num_masks > 1
+            else 0
+        )
         return self.sample_ordered(n, context, choice, generator=generator).reshape(n, *self.event_shape)
 
     @torch.no_grad()

@@ -147,12 +147,17 @@ class HierarchicalVAE(LatentVariableModel):
         scatter that :meth:`active_units` would count."""
         q = self.encode(x, context)
         means = [q.mean]
-        eps = torch.randn(num_samples, 1, q.mean.shape[-1], generator=generator, dtype=self.dtype)
+        where = self.device if generator is None else generator.device  # then moved to the model's
+        eps = torch.randn(
+            num_samples, 1, q.mean.shape[-1], generator=generator, dtype=self.dtype, device=where
+        )
         z = q.mean + q.stddev * eps.to(self.device)
         for net in self.encoder[1:]:
             q = _gaussian(net(z))
             means.append(q.mean.mean(0))
-            eps = torch.randn(num_samples, 1, q.mean.shape[-1], generator=generator, dtype=self.dtype)
+            eps = torch.randn(
+                num_samples, 1, q.mean.shape[-1], generator=generator, dtype=self.dtype, device=where
+            )
             z = q.mean + q.stddev * eps.to(self.device)
         return means
 
