@@ -20,6 +20,25 @@ def _fresh_seed(request):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _cpu_for_auto(monkeypatch):
+    # Where a GPU is present, device "auto" trains there and leaves the model there; the tests compare
+    # trained models with CPU tensors and CPU-seeded runs, so "auto" means the CPU in them. The GPU path
+    # has its own tests (named *cuda*); DGM_TEST_DEVICE=auto runs the whole suite with torch's choice.
+    if not torch.cuda.is_available() or os.environ.get("DGM_TEST_DEVICE") == "auto":
+        return
+    import dgm.training
+    import dgm.training.trainer as trainer
+
+    original = trainer.resolve_device
+
+    def resolve(device):
+        return original("cpu" if device == "auto" else device)
+
+    monkeypatch.setattr(trainer, "resolve_device", resolve)
+    monkeypatch.setattr(dgm.training, "resolve_device", resolve)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -32,6 +32,13 @@ def _empty_batch_log_prob(log_prob):
 
     @functools.wraps(log_prob)
     def guarded(self, x, *args, **kwargs):
+        if isinstance(x, Tensor) and x.device.type != self.device.type and self.device.type != "meta":
+            # e.g. a model that dgm.train left on the GPU, scored on CPU data: torch's own error names
+            # neither the input nor the fix, from deep inside the first layer
+            raise DataError(
+                f"input is on {x.device} but the model is on {self.device}; move one of them "
+                f"(x.to(model.device) or model.to({str(x.device)!r}))"
+            )
         if isinstance(x, Tensor) and x.dim() >= 1 and x.shape[0] == 0:
             self.validate(x)
             return torch.zeros(0, dtype=self._float_dtype(), device=self.device)

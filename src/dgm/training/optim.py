@@ -14,17 +14,19 @@ import torch
 from dgm.core.errors import ConfigError
 
 NAMES = ("adam", "sgd", "adagrad", "rmsprop")
-FUSED_DEVICES = ("cpu", "cuda")
-FUSED = ("adam", "sgd", "adagrad")  # the optimizers torch has fused kernels for
+# The optimizers torch has fused kernels for, and where (its fused Adagrad is CPU-only: asked for on a GPU,
+# it raises at the first step).
+FUSED_DEVICES = {"adam": ("cpu", "cuda"), "sgd": ("cpu", "cuda"), "adagrad": ("cpu",)}
 
 
 def update_kind(parameters: list[torch.Tensor], name: str = "adam") -> dict:
     """``{"fused": True}`` where torch has a fused kernel for every parameter, else ``{"foreach": True}``."""
     fused = (
-        name in FUSED
+        name in FUSED_DEVICES
         and bool(parameters)
         and all(
-            p.is_floating_point() and p.device.type in FUSED_DEVICES and not p.is_sparse for p in parameters
+            p.is_floating_point() and p.device.type in FUSED_DEVICES[name] and not p.is_sparse
+            for p in parameters
         )
     )
     return {"fused": True} if fused else {"foreach": True}
