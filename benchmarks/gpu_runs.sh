@@ -8,6 +8,11 @@
 # so), and the test suite runs beside them, with the GPU visible, on three workers. 'resume' continues the
 # checkpointed flow runs (--resume) up to MINUTES in all instead of starting them afresh. Rows land in
 # benchmarks/rows/ and benchmarks/figures/ as with any benchmark run; each job's output in LOG_DIR.
+#
+# Measured with it on 2026-11-26 (one H200): five processes time-slicing one GPU ran each step several times
+# slower than alone (MADE 2x8000: 29.8 ms against 5.6 ms alone; PixelCNN: 29 ms at the start, 54 ms over
+# the run), and MintNet's budget plus its test pass and sampling outran the 10-minute command. One training
+# per command uses a lease better; this script remains for a machine with the time to share.
 set -u
 out=${1:?usage: gpu_runs.sh LOG_DIR MINUTES [resume]}
 minutes=${2:?usage: gpu_runs.sh LOG_DIR MINUTES [resume]}
