@@ -267,7 +267,10 @@ def _parser() -> argparse.ArgumentParser:
         help="Polyak averaging: validate, keep and save the moving average of the weights (e.g. 0.999)",
     )
     s.add_argument(
-        "--checkpoint-every", type=float, default=300.0, help="seconds between mid-epoch checkpoints"
+        "--checkpoint-every",
+        type=float,
+        default=300.0,
+        help="seconds between checkpoints (one is always written when training ends or is interrupted)",
     )
     s.add_argument("--num-train", type=int, help="use only the first N training examples")
     s.add_argument(

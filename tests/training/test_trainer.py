@@ -418,3 +418,38 @@ def test_sigterm_stops_with_a_checkpoint_like_ctrl_c(tmp_path):
     assert state["step"] in (5, 6) and not state["finished"]
     result = dgm.train(fresh_model(), dynamic_data(), out=tmp_path / "run", resume=True, **OPTS)
     assert result.steps == OPTS["epochs"] * 10 and not result.already_finished  # 600 examples, batches of 64
+
+
+@pytest.mark.parametrize("every", [1e-9, 1e9])
+def test_checkpoints_follow_checkpoint_every_and_the_best_weights_reach_disk(tmp_path, monkeypatch, every):
+    """The training state is written at most every ``checkpoint_every`` seconds and always at the end; the
+    metrics after every epoch; model.safetensors holds the best validated weights either way."""
+    written, metrics = [], []
+    save_tensors, atomic_write = ckpt.save_tensors, ckpt.atomic_write
+
+    def saving(path, *args, **kwargs):
+        written.append(path.name)
+        return save_tensors(path, *args, **kwargs)
+
+    def writing(path, *args, **kwargs):
+        metrics.append(path.name)
+        return atomic_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_tensors", saving)
+    monkeypatch.setattr(ckpt, "atomic_write", writing)
+    model = fresh_model()
+    res = dgm.train(
+        model, dynamic_data(), dynamic_data(200, seed=1), out=tmp_path, checkpoint_every=every, **OPTS
+    )
+    epochs = OPTS["epochs"]
+    assert metrics.count(ckpt.METRICS) >= epochs
+    states = written.count(ckpt.TRAINING_STATE)
+    if every > 1:
+        assert states == 1  # the end of training only
+    else:
+        assert states > epochs  # at every step and epoch end (mid-epoch too), then the end
+    loaded = dgm.load(tmp_path)
+    best = {k: v for k, v in model.state_dict().items()}  # dgm.train leaves the best weights in the model
+    for k, v in loaded.state_dict().items():
+        torch.testing.assert_close(v, best[k], rtol=0, atol=0)
+    assert res.best_epoch >= 1

@@ -68,7 +68,7 @@ class TrainOptions:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     eval_batch_size: int = 1000
     eval_num_samples: int | None = None  # importance samples of each validation log_prob (estimated models)
-    checkpoint_every: float = 300.0  # seconds between mid-epoch checkpoints (one is always written per epoch)
+    checkpoint_every: float = 300.0  # seconds between checkpoints (one is always written at the end)
     max_steps: int | None = None  # stop after this many optimizer steps in total
     max_minutes: float | None = None  # stop after this much training time (validation included)
     lr_schedule: str = "constant"  # one of SCHEDULES, see :func:`learning_rate`
@@ -537,8 +537,7 @@ class Trainer:
                 st.best_epoch = st.epoch
                 st.bad_epochs = 0
                 self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                if self.out is not None:
-                    ckpt.save_model(self.model, self.out)
+                self._best_unsaved = True  # written with the next checkpoint
             else:
                 st.bad_epochs += 1
         if opts.patience is not None and st.bad_epochs >= opts.patience:
@@ -547,7 +546,14 @@ class Trainer:
         if self.progress:
             tqdm.write(_epoch_line(row, opts.epochs))
         if self.out is not None:
-            self._save_checkpoint()
+            # The training state (weights, optimizer moments, best weights) at most every checkpoint_every
+            # seconds, and always when training ends or is interrupted: written after every epoch, it took
+            # 8 of every 12 s for a 77M-parameter MADE whose epoch ran in 4 s on a GPU. The metrics, which
+            # `dgm report` and the curves read, go out after every epoch.
+            if time.monotonic() - self._last_checkpoint >= opts.checkpoint_every:
+                self._save_checkpoint()
+            else:
+                ckpt.atomic_write(self.out / ckpt.METRICS, _csv(self.state.history))
         return st.stopped_early
 
     def _interrupt(self, start: float):
@@ -620,6 +626,12 @@ class Trainer:
         ckpt.write_json(path, info)
 
     def _save_checkpoint(self) -> None:
+        best = getattr(self, "_best_state", None)
+        if getattr(self, "_best_unsaved", False) and best is not None:
+            # The best weights so far, as `dgm.load` reads them (config + model.safetensors).
+            ckpt.write_json(self.out / ckpt.CONFIG, self.model.config)
+            ckpt.save_tensors(self.out / ckpt.WEIGHTS, best, {"model": self.model.config["model"]})
+            self._best_unsaved = False
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         optim_meta = None
         if self.optimizer is not None:
@@ -637,7 +649,6 @@ class Trainer:
         tensors["rng.shuffle"] = self.shuffle_gen.get_state()
         if torch.cuda.is_available() and self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        best = getattr(self, "_best_state", None)
         if best is not None:
             tensors.update({f"best.{k}": v for k, v in best.items()})
         if self.ema is not None:
