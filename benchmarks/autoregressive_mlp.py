@@ -377,8 +377,9 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
         )
     # Checkpointed every epoch, so a row's training can span invocations (sessions): ``--resume``
     # continues the run up to a larger total --max-minutes.
-    # --no-checkpoint: on a lent GPU, which keeps nothing after the lease, and where the trainer's
-    # end-of-epoch checkpoint (77M weights and Adam's state, ~1.2 GB) took longer than the 4-second epoch.
+    # --no-checkpoint: on a lent GPU, which keeps nothing after the lease (there, before the trainer
+    # spaced its checkpoints by time, writing 77M weights and Adam's state after every 4-second epoch
+    # took 8 s).
     run_dir = None if args.smoke or args.no_checkpoint else RUNS / "autoregressive_mlp" / f"{label}-run"
     resumed, carried = resumable_run(run_dir, STORE / f"{label}.json", args.resume)
     res = dgm.train(

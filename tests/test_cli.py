@@ -5,6 +5,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,6 +101,29 @@ def test_train_eval_sample(trained, capsys, tmp_path):
     assert code == 0 and (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_sample_without_out_keeps_what_the_run_holds(tmp_path, capsys):
+    code, _, err = run(
+        capsys, "train", "independent", "--data", "digits-binary", "--out", str(tmp_path / "r")
+    )
+    assert code == 0, err
+    trained = (tmp_path / "r" / "samples.png").read_bytes()
+    names = []
+    for _ in range(2):
+        code, stdout, err = run(capsys, "sample", str(tmp_path / "r"), "-n", "4")
+        assert code == 0, err
+        names.append(Path(stdout.split(" written to ")[1].split()[0]).name)
+    assert names == ["samples-n4-seed0.png", "samples-n4-seed0-2.png"]
+    assert (tmp_path / "r" / "samples.png").read_bytes() == trained
+    # More samples than this machine has memory for: one line before any work, nothing written
+    code, _, err = run(capsys, "sample", str(tmp_path / "r"), "-n", str(2**40))
+    assert code == 2 and "more than this machine's" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "r").glob("samples*")) == [
+        "samples-n4-seed0-2.png",
+        "samples-n4-seed0.png",
+        "samples.png",
+    ]
+
+
 def test_resume_continues_a_run(trained, capsys):
     out, _ = trained
     code, _stdout, err = run(
@@ -190,6 +214,9 @@ def test_text_samples_are_text(tmp_path, capsys, real_data_dir):
     code, _, _ = run(capsys, "sample", str(tmp_path / "t"), "-n", "3", "--out", str(tmp_path / "t.txt"))
     text = (tmp_path / "t.txt").read_text()
     assert code == 0 and text.count("----") == 2 and len(text) > 3 * 64
+    code, _, err = run(capsys, "sample", str(tmp_path / "t"), "-n", "3")  # the default file is text too
+    assert code == 0, err
+    assert (tmp_path / "t" / "samples-n3-seed0.txt").read_text() == text
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -929,10 +931,16 @@ def cmd_sample(args) -> None:
         raise ConfigError(f"-n must be at least 1, got {n}")
     if getattr(model, "discriminative", False):
         raise ConfigError(f"{model.name} is discriminative (it models p(y | x)): it has no samples to draw")
-    out = Path(args.out) if args.out else run_dir / "samples.png"
+    text = info.get("kind") == "text"
+    # Without --out: a new file in the run directory, never the samples `dgm train` wrote there.
+    out = (
+        Path(args.out)
+        if args.out
+        else _free_path(run_dir / f"samples-n{n}-seed{args.seed}{'.txt' if text else '.png'}")
+    )
     if out.suffix not in (".png", ".txt", ".npy"):
         raise ConfigError(f"--out must end in .png, .txt or .npy, got {out.name!r}")
-    text = info.get("kind") == "text"
+    _check_memory(n * math.prod(model.event_shape) * 4, f"-n {n} samples of shape {tuple(model.event_shape)}")
     if (out.suffix == ".txt") != text and out.suffix != ".npy":
         raise ConfigError(
             f"--out {out.name!r}: samples of {info.get('name', 'this data')} are written as "
@@ -952,13 +960,42 @@ def cmd_sample(args) -> None:
             f"first {min(n, len(valid))} {info['name']}/valid images; `dgm superres` shows them side by side)"
         )
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
-    with torch.no_grad():
-        samples = model.sample(n, context=context, generator=gen)
+    try:
+        with torch.no_grad():
+            samples = model.sample(n, context=context, generator=gen)
+    except (torch.OutOfMemoryError, MemoryError) as e:
+        raise ConfigError(
+            f"-n {n}: out of memory while sampling ({str(e).splitlines()[0][:120]}); draw fewer"
+        ) from None
     if out.suffix == ".npy":
         path = _save_npy(out, samples.cpu().numpy())
     else:
         path = save_samples(samples, out, info, model=model, title=f"{model.name}: {n} samples")
     print(f"{n} samples written to {path}{note}")
+
+
+def _free_path(path: Path) -> Path:
+    """``path``, or ``stem-2.suffix``, ``stem-3.suffix``, ... : the first that does not exist yet."""
+    k = 2
+    candidate = path
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{k}{path.suffix}")
+        k += 1
+    return candidate
+
+
+def _check_memory(num_bytes: int, what: str) -> None:
+    """A one-line error, before any work, when ``what`` alone would need more than this machine's memory
+    (torch's allocator error otherwise comes from deep inside a sampler, after minutes of work)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if num_bytes > total:
+        raise ConfigError(
+            f"{what} need {num_bytes / 2**30:,.0f} GiB as float32, more than this machine's "
+            f"{total / 2**30:,.0f} GiB of memory; draw fewer"
+        )
 
 
 def _write_rows(path: Path, rows: list[dict], columns: list[str], meta: dict) -> None:
