@@ -96,7 +96,7 @@ def test_train_eval_sample(trained, capsys, tmp_path):
 
     code, stdout, _ = run(capsys, "sample", str(out), "-n", "16", "--out", str(tmp_path / "s.npy"))
     arr = np.load(tmp_path / "s.npy")
-    assert code == 0 and arr.shape == (16, 64) and set(np.unique(arr)) <= {0.0, 1.0}
+    assert code == 0 and arr.shape == (16, 64) and set(np.unique(arr)) <= {0, 1} and arr.dtype == np.int64
     code, _, _ = run(capsys, "sample", str(out), "-n", "9", "--out", str(tmp_path / "g.png"))
     assert code == 0 and (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
 

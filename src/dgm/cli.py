@@ -331,7 +331,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("run_dir")
     s.add_argument("-n", "--num-samples", type=int, default=64)
-    s.add_argument("--out", help="output file: .png (grid or scatter), .txt (text), .npy (raw array)")
+    s.add_argument(
+        "--out",
+        help="output file: .png (grid or scatter), .txt (text), .npy (raw array; int64 for discrete data)",
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
     s.add_argument("--data-dir")
@@ -968,7 +971,9 @@ def cmd_sample(args) -> None:
             f"-n {n}: out of memory while sampling ({str(e).splitlines()[0][:120]}); draw fewer"
         ) from None
     if out.suffix == ".npy":
-        path = _save_npy(out, samples.cpu().numpy())
+        # Discrete samples are category indices (token ids, pixel levels): integers, not float32
+        discrete = model.support.kind != "real"
+        path = _save_npy(out, (samples.long() if discrete else samples).cpu().numpy())
     else:
         path = save_samples(samples, out, info, model=model, title=f"{model.name}: {n} samples")
     print(f"{n} samples written to {path}{note}")
