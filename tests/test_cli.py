@@ -124,6 +124,20 @@ def test_sample_without_out_keeps_what_the_run_holds(tmp_path, capsys):
     ]
 
 
+def test_running_out_of_memory_while_sampling_is_one_line(tmp_path, capsys, monkeypatch):
+    code, _, err = run(
+        capsys, "train", "independent", "--data", "digits-binary", "--out", str(tmp_path / "r")
+    )
+    assert code == 0, err
+
+    def exhausted(self, *args, **kwargs):  # what torch's CPU allocator raises
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(type(dgm.load(tmp_path / "r")), "sample", exhausted)
+    code, _, err = run(capsys, "sample", str(tmp_path / "r"), "-n", "4")
+    assert code == 2 and "out of memory while sampling" in err and len(err.strip().splitlines()) == 1
+
+
 def test_resume_continues_a_run(trained, capsys):
     out, _ = trained
     code, _stdout, err = run(

@@ -966,10 +966,10 @@ def cmd_sample(args) -> None:
     try:
         with torch.no_grad():
             samples = model.sample(n, context=context, generator=gen)
-    except (torch.OutOfMemoryError, MemoryError) as e:
-        raise ConfigError(
-            f"-n {n}: out of memory while sampling ({str(e).splitlines()[0][:120]}); draw fewer"
-        ) from None
+    except (RuntimeError, MemoryError) as e:  # a CPU allocation failure is a plain RuntimeError
+        if not isinstance(e, MemoryError | torch.OutOfMemoryError) and "can't allocate" not in str(e):
+            raise
+        raise ConfigError(f"-n {n}: out of memory while sampling; draw fewer") from None
     if out.suffix == ".npy":
         # Discrete samples are category indices (token ids, pixel levels): integers, not float32
         discrete = model.support.kind != "real"

@@ -150,10 +150,13 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is corrupted or truncated ({msg})") from None
 
 
-def save_model(model, run_dir: str | Path, weights_name: str = WEIGHTS) -> None:
+def save_model(model, run_dir: str | Path, weights_name: str = WEIGHTS, state_dict=None) -> None:
+    """``model``'s config and weights (or ``state_dict``, e.g. the best weights kept during training) as
+    `dgm.load` reads them."""
     run_dir = Path(run_dir)
     write_json(run_dir / CONFIG, model.config)
-    save_tensors(run_dir / weights_name, model.state_dict(), {"model": model.config["model"]})
+    weights = model.state_dict() if state_dict is None else state_dict
+    save_tensors(run_dir / weights_name, weights, {"model": model.config["model"]})
 
 
 def load_state_into(model, tensors: dict[str, Tensor], source: str | Path) -> None:

@@ -628,9 +628,7 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         best = getattr(self, "_best_state", None)
         if getattr(self, "_best_unsaved", False) and best is not None:
-            # The best weights so far, as `dgm.load` reads them (config + model.safetensors).
-            ckpt.write_json(self.out / ckpt.CONFIG, self.model.config)
-            ckpt.save_tensors(self.out / ckpt.WEIGHTS, best, {"model": self.model.config["model"]})
+            ckpt.save_model(self.model, self.out, state_dict=best)  # the best weights so far
             self._best_unsaved = False
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         optim_meta = None
