@@ -59,6 +59,7 @@ from benchmarks.common import (
     test_subset,
     time_log_prob,
     time_train_step,
+    trained_on,
     update_results,
 )
 from dgm.core.checkpoint import read_json, write_json
@@ -375,7 +376,7 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
         train_opts["epochs"] = fit_epochs(
             model, train, valid, batch, train_opts.get("precision", "fp32"), args
         )
-    # Checkpointed every epoch, so a row's training can span invocations (sessions): ``--resume``
+    # Checkpointed (every 5 minutes and at the end), so a row's training can span invocations: ``--resume``
     # continues the run up to a larger total --max-minutes.
     # --no-checkpoint: on a lent GPU, which keeps nothing after the lease (there, before the trainer
     # spaced its checkpoints by time, writing 77M weights and Adam's state after every 4-second epoch
@@ -433,9 +434,7 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
         "met": "yes" if ev["nll"] <= target else "no",
         "samples/s (100)": f"{100 / sample_s:.1f}",
         "test images": f"{len(test):,}",
-        "budget": f"{args.max_minutes:g} min, "
-        + (f"{torch.get_num_threads()} thr" if model.device.type == "cpu" else torch.cuda.get_device_name())
-        + (f" ({args.shared_note})" if args.shared_note else "")
+        "budget": f"{args.max_minutes:g} min, {trained_on(model.device, args.shared_note)}"
         + (
             f", trained on train+valid ({len(train):,}), {train_opts['epochs']} epochs"
             if valid is None

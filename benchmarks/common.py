@@ -52,6 +52,17 @@ def _command() -> str:
     return f"DGM_DATA_DIR=../shared/data python -m {module} {shlex.join(sys.argv[1:])}".rstrip()
 
 
+def trained_on(device: torch.device, shared_note: str = "", cpu_suffix: str = "") -> str:
+    """Where a row trained, for its budget column: the CPU threads, or the GPU's name and, when given, what
+    shared it (e.g. other jobs time-slicing the same GPU)."""
+    where = (
+        f"{torch.get_num_threads()} thr{cpu_suffix}"
+        if device.type == "cpu"
+        else torch.cuda.get_device_name(device)
+    )
+    return where + (f" ({shared_note})" if shared_note else "")
+
+
 @contextlib.contextmanager
 def full_fp32():
     """Inside: no TF32 in CUDA matmuls and convolutions (torch lets cuDNN use TF32 by default), so that a

@@ -61,6 +61,7 @@ from benchmarks.common import (
     step_flops,
     stored_rows,
     table,
+    trained_on,
     update_results,
 )
 from dgm.core.checkpoint import load as load_run
@@ -225,7 +226,7 @@ def run_model(label: str, args, train, valid, test) -> dict:
     model = dgm.build(name, event_shape=train.event_shape, support=train.support, **options)
     batch_size = train_opts["batch_size"]
     flops = step_flops(model, train.transform(train.x[:batch_size].float(), None), args.device)
-    # Checkpointed every epoch, so a row's training can span invocations (sessions): ``--resume``
+    # Checkpointed (every 5 minutes and at the end), so a row's training can span invocations: ``--resume``
     # continues the run up to a larger total --max-minutes.
     run_dir = None if args.smoke else STORE / f"{label}-run"
     resumed, carried = resumable_run(run_dir, ROW_STORE / f"{label}.json", args.resume)
@@ -282,13 +283,7 @@ def run_model(label: str, args, train, valid, test) -> dict:
         "target": f"≤ {target}",
         "met": "yes" if ev["bits_per_dim"] <= target else "no",
         "samples/s (100)": f"{100 / sample_s:.1f}",
-        "budget": f"{args.max_minutes:g} min, "
-        + (
-            f"{torch.get_num_threads()} thr, cpu"
-            if model.device.type == "cpu"
-            else torch.cuda.get_device_name()
-        )
-        + (f" ({args.shared_note})" if args.shared_note else "")
+        "budget": f"{args.max_minutes:g} min, {trained_on(model.device, args.shared_note, ', cpu')}"
         + (", bf16 training" if bf16 else ""),
         **carried,
     }
