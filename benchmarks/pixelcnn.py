@@ -57,31 +57,22 @@ from dgm.viz import image_grid
 
 FIGURES = Path(__file__).with_name("figures")
 ANCHOR = "PixelCNN 81.30 (van den Oord et al. 2016); target ≤ 81.5 on a GPU"
+# Stored runs: a name per precision and device (see key), each pair compared in the section
+SUFFIXES = {"": "", "-bf16": " (bf16 rows)", "-gpu": " (GPU rows)", "-bf16-gpu": " (bf16 GPU rows)"}
 
 
 # ---------------------------------------------------------------------------- helpers
 def device_peak(device: torch.device, seconds: float = 1.0, precision: str = "fp32") -> dict[str, float]:
-    """Matmul GFLOP/s of the training device (fp32, or TF32 where cuDNN uses it; bf16 for ``precision``
-    "bf16" on a CPU); peak_rates is CPU-only."""
-    if device.type != "cuda":
-        rates = peak_rates(seconds, bf16=precision == "bf16")
-        return {**rates, "gflops": rates["bf16_gflops"]} if precision == "bf16" else rates
-    n = 8192
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    # cuDNN runs fp32 convolutions in TF32 when allowed (torch's default): measure the matmul the same way.
+    """Matmul GFLOP/s of the training device at the training precision: bf16 products for "bf16"; for
+    fp32 on a GPU, TF32 where cuDNN runs the convolutions in it (torch's default)."""
     previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
     try:
-        torch.mm(a, b)
-        synchronize(device)
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            torch.mm(a, b)
-            synchronize(device)
-            reps += 1
+        rates = peak_rates(seconds, bf16=precision == "bf16", device=device)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
-    return {"gflops": 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9, "gbps": float("nan")}
+    return {**rates, "gflops": rates["bf16_gflops"]} if precision == "bf16" else rates
 
 
 def build(name: str, channels: int, args) -> dgm.GenerativeModel:
@@ -332,7 +323,8 @@ def settings(args, device: torch.device) -> dict:
 
 
 def key(name: str, args) -> str:
-    """A run's name in the store and the table: bf16 and GPU rows are kept beside the CPU fp32 ones."""
+    """A run's name in the store and the table: bf16 and GPU rows are kept beside the CPU fp32 ones
+    (one of SUFFIXES)."""
     return (
         name + ("-bf16" if args.precision == "bf16" else "") + ("-gpu" if args.device_type == "cuda" else "")
     )
@@ -389,10 +381,9 @@ def main():
     args.device_type = device.type
     if args.report:
         return write_section(args, out, {})
-    if args.precision == "bf16" and device.type == "cuda":
-        p.error("--precision bf16 is measured on CPU here; on a GPU the fp32 rows run in TF32")
     peak = device_peak(device, precision=args.precision)
-    precision = "TF32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else args.precision
+    tf32 = device.type == "cuda" and torch.backends.cudnn.allow_tf32 and args.precision == "fp32"
+    precision = "TF32" if tf32 else args.precision
     peak["note"] = f"{peak['gflops']:.0f} GFLOP/s {precision} matmul peak"
     print(f"device {device}; measured {peak['note']}", flush=True)
 
@@ -417,8 +408,7 @@ def write_section(args, out: Path, new: dict) -> None:
     store = out / "pixelcnn_runs.json"
     entries = {} if args.smoke or not store.exists() else json.loads(store.read_text())
     entries.update(new)
-    names = ("pixelcnn", "gated-pixelcnn", "pixelcnn-bf16", "gated-pixelcnn-bf16", "pixelcnn-gpu")
-    names += ("gated-pixelcnn-gpu",)
+    names = [m + suffix for suffix in SUFFIXES for m in ("pixelcnn", "gated-pixelcnn")]
     entries = {k: entries[k] for k in names if k in entries}
     out.mkdir(parents=True, exist_ok=True)
     store.write_text(json.dumps(entries, indent=1))
@@ -431,7 +421,7 @@ def write_section(args, out: Path, new: dict) -> None:
     body_rows = table(rows, cols)
     print(body_rows)
     verdict = ""
-    for suffix in ("", "-bf16", "-gpu"):
+    for suffix, label in SUFFIXES.items():
         if f"gated-pixelcnn{suffix}" not in entries or f"pixelcnn{suffix}" not in entries:
             continue
         g, pl = entries[f"gated-pixelcnn{suffix}"], entries[f"pixelcnn{suffix}"]
@@ -439,7 +429,6 @@ def write_section(args, out: Path, new: dict) -> None:
             k for k in {**g["settings"], **pl["settings"]} if g["settings"].get(k) != pl["settings"].get(k)
         )
         changes = [f"{k} ({g['settings'].get(k)} vs {pl['settings'].get(k)})" for k in differ]
-        label = {"": "", "-bf16": " (bf16 rows)", "-gpu": " (GPU rows)"}[suffix]
         verdict += (
             f"Gated below plain at equal size{label}: "
             f"**{'yes' if g['nll'] < pl['nll'] else 'no'}** ({g['nll']:.2f} vs {pl['nll']:.2f} nats)"
