@@ -48,6 +48,7 @@ import dgm
 from benchmarks.common import (
     ROWS,
     RUNS,
+    device_mismatch,
     epoch_seconds,
     full_fp32,
     peak_rates,
@@ -556,7 +557,9 @@ def sample_naive(model, num_samples: int, generator: torch.Generator) -> torch.T
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}"
+        "--models",
+        default=None,
+        help=f"comma-separated subset of {', '.join(MODELS)} (default: every row of --device's kind)",
     )
     p.add_argument("--max-minutes", type=float, default=240.0, help="wall budget per model (training)")
     p.add_argument("--epochs", type=int, default=1000, help="epoch limit (early stopping usually ends first)")
@@ -611,10 +614,13 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     args.peak = peak_rates(2.0, bf16=True, device=args.device)
-    labels = args.models.split(",")
+    gpu = args.device.startswith("cuda")
+    labels = args.models.split(",") if args.models else [m for m in MODELS if m.endswith("-gpu") == gpu]
     unknown = [m for m in labels if m not in MODELS]
     if unknown:
         p.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    if (why := device_mismatch(labels, args.device)) is not None:
+        p.error(why)
     train, valid, test = (dgm.data.load("binarized-mnist", s) for s in ("train", "valid", "test"))
     if args.test_examples:
         test = test.take(args.test_examples)

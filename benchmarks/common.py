@@ -52,6 +52,25 @@ def _command() -> str:
     return f"DGM_DATA_DIR=../shared/data python -m {module} {shlex.join(sys.argv[1:])}".rstrip()
 
 
+def device_mismatch(labels: list[str], device: str) -> str | None:
+    """Why these row labels may not run on ``device``, or None: rows trained on a GPU are stored under
+    labels ending in "-gpu" and the others are CPU rows, so that a run on one never replaces the other's
+    stored row."""
+    from dgm.core.errors import ConfigError
+    from dgm.training.trainer import resolve_device
+
+    try:
+        gpu = resolve_device(device).type == "cuda"
+    except ConfigError as e:  # e.g. --device cuda where there is none
+        return str(e)
+    wrong = [m for m in labels if m.endswith("-gpu") != gpu]
+    if not wrong:
+        return None
+    return f"{', '.join(wrong)}: " + (
+        "CPU rows; on a GPU run their -gpu labels" if gpu else "GPU rows (-gpu); run them with --device cuda"
+    )
+
+
 def trained_on(device: torch.device, shared_note: str = "", cpu_suffix: str = "") -> str:
     """Where a row trained, for its budget column: the CPU threads, or the GPU's name and, when given, what
     shared it (e.g. other jobs time-slicing the same GPU)."""

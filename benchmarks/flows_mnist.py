@@ -53,6 +53,7 @@ from benchmarks.common import (
     ROWS,
     RUNS,
     _command,
+    device_mismatch,
     epoch_seconds,
     full_fp32,
     peak_rates,
@@ -218,6 +219,7 @@ MODELS = {
 # The mintnet recipe on a GPU, kept beside the CPU row (as realnvp-gpu: fp32 weights, cuDNN's TF32
 # convolutions in training, full fp32 in the reported evaluation).
 MODELS["mintnet-gpu"] = MODELS["mintnet"]
+MODELS["realnvp-bf16-gpu"] = MODELS["realnvp-bf16"]  # bf16 autocast on a GPU
 
 
 def run_model(label: str, args, train, valid, test) -> dict:
@@ -627,6 +629,8 @@ def main():
     unknown = [m for m in labels if m not in MODELS]
     if unknown:
         p.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    if (why := device_mismatch(labels, args.device)) is not None:
+        p.error(why)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resample:
