@@ -152,3 +152,25 @@ def test_summarize_without_parameters_reads_no_weights(two_runs):
     row = summarize(made, count_parameters=False)
     assert row["params"] is None and row["model"] == "made" and row["epochs"] == 3
     assert torch.isfinite(torch.tensor(row["best_valid_nll"]))
+
+
+def test_report_follows_the_metrics_of_a_run_ahead_of_its_checkpoint(tmp_path):
+    """A run writes metrics.csv after every epoch and its state only every checkpoint_every seconds: a run
+    stopped (or still running) between the two is reported from the metrics."""
+    data, valid = dgm.data.load("digits-binary", "train"), dgm.data.load("digits-binary", "valid")
+    model = dgm.build("made", event_shape=data.event_shape, support=data.support, hidden_sizes=[32])
+    opts = dict(batch_size=200, progress=False, device="cpu", seed=0)
+    dgm.train(model, data, valid, out=tmp_path, epochs=2, **opts)  # checkpointed at its end, epoch 2
+
+    def crash(trainer):  # as a kill -9 in epoch 4 would: no checkpoint since epoch 2
+        if trainer.state.epoch == 3:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        dgm.train(model, data, valid, out=tmp_path, epochs=4, resume=True, checkpoint_every=1e9,
+                  callbacks=[crash], **opts)  # fmt: skip
+    history = list(csv.DictReader((tmp_path / ckpt.METRICS).open()))
+    row = summarize(tmp_path)
+    assert len(history) == 3 and row["epochs"] == 3 and row["steps"] == int(history[-1]["step"])
+    assert row["best_valid_nll"] == pytest.approx(min(float(h["valid_nll"]) for h in history))
+    assert row["status"].startswith("training, or stopped") and "from epoch 2" in row["status"]

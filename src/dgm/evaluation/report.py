@@ -78,6 +78,12 @@ def summarize(run_dir: str | Path, count_parameters: bool = True) -> dict:
     last = history[-1] if history else {}
     valid = [(r["valid_nll"], int(r["epoch"])) for r in history if isinstance(r.get("valid_nll"), float)]
     best_nll, best_epoch = min(valid) if valid else (None, None)
+    # A run still training writes metrics.csv after every epoch but its state only every checkpoint_every
+    # seconds (or when it ends): the counters come from whichever is further along.
+    checkpointed = state.get("epoch", 0)
+    ahead = int(last.get("epoch", 0)) > checkpointed
+    if ahead:
+        state = {k: v for k, v in state.items() if k not in ("epoch", "step", "elapsed_s", "best_valid_nll")}
     if state.get("best_valid_nll") is not None and math.isfinite(state["best_valid_nll"]):
         best_nll, best_epoch = state["best_valid_nll"], state.get("best_epoch")
     epoch_times = [r["epoch_time_s"] for r in history if isinstance(r.get("epoch_time_s"), float)]
@@ -96,7 +102,11 @@ def summarize(run_dir: str | Path, count_parameters: bool = True) -> dict:
         "best_valid_nll": best_nll,
         "best_epoch": best_epoch,
         "last_train_loss": last.get("train_loss"),
-        "status": _status(state, training, method),
+        "status": (
+            f"training, or stopped without a checkpoint (--resume restarts from epoch {checkpointed})"
+            if ahead
+            else _status(state, training, method)
+        ),
         "command": run.get("command"),
     }
     for split in ("valid", "test"):
