@@ -404,8 +404,12 @@ def run_model(label: str, args, train, valid, test, figures: Path) -> dict:
     why = "early stop" if res.stopped_early else ("wall budget" if hit else "epoch limit")
     bf16 = train_opts.get("precision") == "bf16"
     share = flops * steps_per_epoch / epoch_s / 1e9 / args.peak["bf16_gflops" if bf16 else "gflops"]
+    print(
+        f"{label}: trained {epochs_run:.2f} epochs in {wall / 60:.1f} min; scoring the test set", flush=True
+    )
     with full_fp32():
         ev = dgm.evaluate(model, test)
+    print(f"{label}: test NLL {ev['nll']:.2f}; sampling", flush=True)
     gen = torch.Generator(device=model.device).manual_seed(0)
     samples = None
 

@@ -259,8 +259,17 @@ def run_model(label: str, args, train, valid, test) -> dict:
         args.peak[key] = max(args.peak[key], again[key])
     bf16 = train_opts.get("precision") == "bf16"  # measured against the bf16 matmul peak
     share = flops * steps_per_epoch / epoch_s / 1e9 / args.peak["bf16_gflops" if bf16 else "gflops"]
+    # Each phase announces itself (also under --quiet): a run cut short by an outer time limit shows where.
+    print(
+        f"{label}: trained {epochs_run:.1f} epochs in {wall / 60:.1f} min; scoring the test set", flush=True
+    )
+    t0 = time.perf_counter()
     with full_fp32():
         ev = dgm.evaluate(model, test)
+    print(
+        f"{label}: test {ev['bits_per_dim']:.3f} bits/dim in {time.perf_counter() - t0:.0f} s; sampling",
+        flush=True,
+    )
     if (
         not args.smoke
     ):  # the trained flow is kept (safetensors + JSON): e.g. the teacher of benchmarks/distill.py
