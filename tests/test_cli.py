@@ -101,40 +101,34 @@ def test_train_eval_sample(trained, capsys, tmp_path):
     assert code == 0 and (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_sample_without_out_keeps_what_the_run_holds(tmp_path, capsys):
-    code, _, err = run(
-        capsys, "train", "independent", "--data", "digits-binary", "--out", str(tmp_path / "r")
-    )
-    assert code == 0, err
-    trained = (tmp_path / "r" / "samples.png").read_bytes()
+def test_sample_without_out_keeps_what_the_run_holds(trained, capsys):
+    out, _ = trained
+    from_training = (out / "samples.png").read_bytes()
     names = []
     for _ in range(2):
-        code, stdout, err = run(capsys, "sample", str(tmp_path / "r"), "-n", "4")
+        code, stdout, err = run(capsys, "sample", str(out), "-n", "4")
         assert code == 0, err
         names.append(Path(stdout.split(" written to ")[1].split()[0]).name)
     assert names == ["samples-n4-seed0.png", "samples-n4-seed0-2.png"]
-    assert (tmp_path / "r" / "samples.png").read_bytes() == trained
+    assert (out / "samples.png").read_bytes() == from_training
     # More samples than this machine has memory for: one line before any work, nothing written
-    code, _, err = run(capsys, "sample", str(tmp_path / "r"), "-n", str(2**40))
+    code, _, err = run(capsys, "sample", str(out), "-n", str(2**40))
     assert code == 2 and "more than this machine's" in err and len(err.strip().splitlines()) == 1
-    assert sorted(p.name for p in (tmp_path / "r").glob("samples*")) == [
+    assert sorted(p.name for p in out.glob("samples*")) == [
         "samples-n4-seed0-2.png",
         "samples-n4-seed0.png",
         "samples.png",
     ]
 
 
-def test_running_out_of_memory_while_sampling_is_one_line(tmp_path, capsys, monkeypatch):
-    code, _, err = run(
-        capsys, "train", "independent", "--data", "digits-binary", "--out", str(tmp_path / "r")
-    )
-    assert code == 0, err
+def test_running_out_of_memory_while_sampling_is_one_line(trained, capsys, monkeypatch):
+    out, _ = trained
 
     def exhausted(self, *args, **kwargs):  # what torch's CPU allocator raises
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
 
-    monkeypatch.setattr(type(dgm.load(tmp_path / "r")), "sample", exhausted)
-    code, _, err = run(capsys, "sample", str(tmp_path / "r"), "-n", "4")
+    monkeypatch.setattr(type(dgm.load(out)), "sample", exhausted)
+    code, _, err = run(capsys, "sample", str(out), "-n", "4")
     assert code == 2 and "out of memory while sampling" in err and len(err.strip().splitlines()) == 1
 
 
