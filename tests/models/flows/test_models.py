@@ -57,8 +57,11 @@ def tiny(name: str, num_dims: int, scale: float = 0.7, **options):
 
 
 def mass_on_grid(model) -> float:
-    """∫∫ p over [-30, 30]² by the trapezoid rule on a 601 × 601 grid (class 2 for a conditional model)."""
-    grid = torch.linspace(-30, 30, 601, dtype=torch.float64)
+    """∫∫ p over [-30, 30]² by the trapezoid rule on a 1201 × 1201 grid (class 2 for a conditional model).
+
+    Spacing 0.05: at 0.1 (601 points) the rule's error was ≤ 1.3e-4 over 60 random iaf-resmade models but
+    6e-4 for one sharply peaked draw (DGM_TEST_SEED=51935; 9e-5 at 0.05)."""
+    grid = torch.linspace(-30, 30, 1201, dtype=torch.float64)
     points = torch.cartesian_prod(grid, grid)
     context = torch.full((len(points),), 2) if model.conditional else None
     with torch.no_grad():
