@@ -282,6 +282,24 @@ def test_nice_starts_its_scaling_from_the_first_training_batch(base, std):
     assert torch.equal(model.transform.transforms[-1].log_scale, scale)  # once only
 
 
+def test_nice_default_width_follows_the_data():
+    """The paper's 5 × 1000 coupling MLPs for image-sized data; 2 × 256 for vectors such as the toys."""
+
+    def linear_shapes(model):
+        return [tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+
+    D = int(torch.randint(256, 800, ()))
+    image = linear_shapes(dgm.build("nice", event_shape=(D,)))
+    assert len(image) == 4 * 6
+    assert image[0][0] == 1000 and image[1:5] == [(1000, 1000)] * 4 and image[5][1] == 1000
+    assert image[0][1] + image[5][0] == D  # the kept half in, the shifted half out
+    d = int(torch.randint(2, 256, ()))
+    toy = linear_shapes(dgm.build("nice", event_shape=(d,)))
+    assert len(toy) == 4 * 3 and toy[1] == (256, 256)
+    explicit = dgm.build("nice", event_shape=(d,), hidden_sizes=[1000] * 5)
+    assert linear_shapes(explicit)[1] == (1000, 1000)
+
+
 def test_options_are_checked():
     with pytest.raises(ConfigError, match="dequantise"):
         dgm.build("maf", event_shape=(4,), support="binary")
@@ -293,6 +311,7 @@ def test_options_are_checked():
         ("realnvp", {"normalization": "layer"}, "normalization"),
         ("nice", {"num_layers": 0}, "num_layers"),
         ("nice", {"hidden_sizes": [8, 0]}, "positive"),
+        ("nice", {"hidden_sizes": "wide"}, "'auto'"),
         ("maf", {"logit_alpha": 0.7}, "alpha"),
         ("maf", {"residual_blocks": 1, "hidden_sizes": [8, 8]}, "one hidden width"),
         ("iaf", {"residual_blocks": -1}, "residual_blocks"),
