@@ -15,7 +15,7 @@ import torch
 
 import dgm
 from dgm.core.registry import get_entry
-from tests.models.helpers import all_configurations, perturb_parameters
+from tests.models.helpers import HostReads, all_configurations, perturb_parameters
 
 SUPPORT_FOR = {"binary": "binary", "categorical": "categorical(3)", "real": "real"}
 
@@ -272,3 +272,46 @@ def test_every_model_on_cuda(name, support):
     assert s.device.type == "cuda" and s.shape == (3, *event_shape_for(name, 4))
     with pytest.raises(dgm.ConfigError, match="generator is on cpu"):
         model.sample(3, generator=torch.Generator().manual_seed(0), **context)
+
+
+# Reads back to the host per training step beyond the trainer's one (loss, gradient norm and the model's
+# figures, read together), where the model's algorithm needs them: each costs a wait on a GPU.
+EXTRA_READS = {
+    # the segment route's sizes depend on the data (the number of ones, their positions), and it checks
+    # that the inputs are 0/1
+    ("nade", "binary"): 3,
+    ("gaussianization-flow", "real"): 2,  # the KDE's accuracy fix-ups run only where values need them
+    # the class labels' range checks, and the branches for labelled / unlabelled rows
+    ("cvae", "binary"): 4,
+    ("cvae", "categorical(3)"): 4,
+    ("cvae", "real"): 4,
+    ("ssvae", "binary"): 6,
+    ("ssvae", "categorical(3)"): 6,
+    ("ssvae", "real"): 6,
+}
+
+
+@pytest.mark.parametrize(("name", "support"), cases())
+def test_a_training_step_reads_back_from_the_device_once(name, support, monkeypatch):
+    """The trainer checks each batch on the CPU, then reads the step's figures back in one go; the model's
+    own loss reads nothing back (on a GPU every read waits for the queue of work to drain: MADE 2×8000's
+    step took 7.8 ms in the trainer against 5.6 ms alone, with 10 reads per step then)."""
+    from dgm.training import trainer
+
+    model = make(name, support, 6)
+    if callable(getattr(model, "fit", None)):
+        pytest.skip("fitted in closed form or by EM, not by gradient steps")
+    steps = 4
+    x = random_inputs(support, 10 * steps, 6, name)
+    context = _context_for(model, len(x))
+    data = (x, context["context"]) if context else x
+    reads = HostReads()
+    monkeypatch.setattr(trainer, "check_input", reads.paused(trainer.check_input))
+    run = trainer.Trainer(
+        model, data, progress=False, epochs=1, batch_size=10, seed=int(torch.randint(99, ()))
+    )
+    with reads:
+        run.run()
+    assert run.state.step == steps
+    budget = steps * (1 + EXTRA_READS.get((name, support), 0)) + 1  # + 1: a value a model reads once
+    assert reads.count <= budget, f"{reads.count} reads in {steps} steps: {reads.where}"

@@ -218,6 +218,46 @@ def test_nan_loss_is_a_clear_error():
         dgm.train(model, dynamic_data(), **OPTS)
 
 
+def test_a_bad_training_batch_is_named_before_it_moves():
+    """The trainer checks each batch's values on the CPU (the model inside the step checks shapes only)."""
+    x = torch.randint(0, 2, (200, 10)).float()
+    bad = int(torch.randint(64, 200, ()))  # in a later batch: the earlier steps run
+    x[bad, int(torch.randint(10, ()))] = float("nan")
+    with pytest.raises(dgm.DataError, match="training batch contains NaN values"):
+        dgm.train(fresh_model(), x, **OPTS)
+    x[bad] = 2.0
+    with pytest.raises(dgm.DataError, match=r"training batch has values in \[0, 2\]"):
+        dgm.train(fresh_model(), x, **OPTS)
+    model = fresh_model()
+    dgm.train(model, x.clamp(max=1), **OPTS)
+    with pytest.raises(dgm.DataError, match="input contains NaN"):  # outside training: every value checked
+        model.log_prob(torch.full((1, 10), float("nan")))
+
+
+def test_values_checked_skips_value_checks_only():
+    from dgm.core.support import Support, check_input, values_checked
+
+    x = torch.full((2, 3), float("nan"))
+    with values_checked():
+        assert check_input(x, (3,), Support.parse("binary")) is x
+        with pytest.raises(dgm.DataError, match="shape"):
+            check_input(x, (4,), Support.parse("binary"))
+        assert check_input(
+            torch.ones(2, 3, dtype=torch.long), (3,), Support.parse("real")
+        ).is_floating_point()
+    with pytest.raises(dgm.DataError, match="NaN"):
+        check_input(x, (3,), Support.parse("binary"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_cuda_from_cpu_data():
+    """Batches move through pinned memory without waiting (non_blocking); the result is the CPU's."""
+    cpu, gpu = fresh_model(), fresh_model()
+    dgm.train(cpu, dynamic_data(), **OPTS)
+    dgm.train(gpu, dynamic_data(), device="cuda", **OPTS)
+    torch.testing.assert_close(gpu.logits.cpu(), cpu.logits, rtol=1e-4, atol=1e-4)
+
+
 def test_bad_options_are_clear_errors():
     with pytest.raises(dgm.ConfigError, match="unknown training option"):
         dgm.train(fresh_model(), dynamic_data(), epocs=3)

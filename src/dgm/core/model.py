@@ -142,8 +142,11 @@ class GenerativeModel(nn.Module):
         """Training objective in nats per example (mean NLL unless a subclass says otherwise)."""
         return -self.log_prob(x, context).mean()
 
-    def loss_and_metrics(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
-        """The loss plus any extra per-batch figures worth logging (e.g. a VAE's KL and reconstruction)."""
+    def loss_and_metrics(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, float | Tensor]]:
+        """The loss plus any extra per-batch figures worth logging (e.g. a VAE's KL and reconstruction), as
+        floats or 0-dim tensors (which the trainer reads back from the device with the loss, in one go)."""
         return self.loss(x, context), {}
 
     @property

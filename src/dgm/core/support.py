@@ -7,15 +7,36 @@ bad tensor into one clear :class:`DataError` instead of a deep PyTorch traceback
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from dgm.core.errors import ConfigError, DataError
 
 _CATEGORICAL = re.compile(r"^categorical\((\d+)\)$")
+_VALUES_CHECKED = contextvars.ContextVar("dgm_values_checked", default=False)
+
+
+@contextlib.contextmanager
+def values_checked():
+    """A training step's checks, done once: inside this block :func:`check_input` checks shapes and dtypes
+    but not values (NaN, range, integrality), and ``torch.distributions`` does not validate the arguments
+    a model computes (a global default, restored after). The trainer checks each batch on the CPU before
+    it moves and checks the loss afterwards; on a GPU each check inside the step would be a read back to
+    the host, which stalls the queue of work (MADE: 7 per step)."""
+    token = _VALUES_CHECKED.set(True)
+    validate = Distribution._validate_args
+    Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(validate)
+        _VALUES_CHECKED.reset(token)
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,8 @@ def check_input(x, event_shape: tuple[int, ...], support: Support, what: str = "
         )
     if x.dtype == torch.bool:
         x = x.float()
+    if _VALUES_CHECKED.get():
+        return x.float() if support.kind == "real" and not x.dtype.is_floating_point else x
     if x.dtype.is_floating_point:
         if not torch.isfinite(x).all():
             bad = "NaN" if torch.isnan(x).any() else "inf"

@@ -137,8 +137,10 @@ def time_train_step(
     context: Tensor | None = None,
 ) -> float:
     """Median seconds of one Adam step (forward, backward, update) on a copy of the model in training
-    mode, under the trainer's autocast for ``precision``, with the trainer's Adam (fused where torch
-    has the kernel), after two warm-up steps (they allocate and pick kernels)."""
+    mode, under the trainer's autocast for ``precision`` and its checks (values_checked), with the
+    trainer's Adam (fused where torch has the kernel), after two warm-up steps (they allocate and pick
+    kernels)."""
+    from dgm.core.support import values_checked
     from dgm.training import optim
     from dgm.training.precision import autocast
 
@@ -150,7 +152,7 @@ def time_train_step(
         synchronize(device)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        with autocast(torch.device(device).type, precision):
+        with autocast(torch.device(device).type, precision), values_checked():
             loss = m.loss(x) if c is None else m.loss(x, c)
         loss.backward()
         opt.step()

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from dgm.core import checkpoint as ckpt
 from dgm.core.errors import CheckpointError, ConfigError, DgmError
+from dgm.core.support import check_input, values_checked
 from dgm.evaluation.metrics import _as_dataset, evaluate
 from dgm.training import optim, precision
 from dgm.training.precision import PRECISIONS
@@ -436,11 +438,20 @@ class Trainer:
         limit = self.options.max_minutes
         return limit is not None and time.monotonic() - start >= 60 * limit
 
+    def _to_device(self, t: Tensor) -> Tensor:
+        # From pageable memory a host-to-GPU copy waits for everything queued on the GPU before it starts;
+        # from pinned memory it joins the queue (the host allocator keeps the buffer until the copy ends).
+        if self.device.type == "cuda" and t.device.type == "cpu":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
+
     def _step(self, x, y) -> dict[str, float]:
-        x = x.to(self.device)
-        context = y.to(self.device) if (self.model.conditional and y is not None) else None
+        # The batch's values are checked here, on the CPU, before it moves; inside the step the model checks
+        # shapes only, and torch.distributions nothing (values_checked): on a GPU each check is a read back.
+        x = self._to_device(check_input(x, self.model.event_shape, self.model.support, "training batch"))
+        context = self._to_device(y) if (self.model.conditional and y is not None) else None
         try:
-            with self._autocast():
+            with self._autocast(), values_checked():
                 loss, extra = self.model.loss_and_metrics(x, context)
             loss = loss.float()
         except ValueError as e:  # torch.distributions' argument check on NaN/inf parameters
@@ -450,10 +461,6 @@ class Trainer:
             raise TrainingError(
                 f"model parameters became NaN/inf at step {step}; lower --lr or set --grad-clip"
             ) from None
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss.item()} at step {self.state.step + 1}; lower --lr or set --grad-clip"
-            )
         lr = learning_rate(self.options, self.state.step, self._steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -461,6 +468,21 @@ class Trainer:
         loss.backward()
         clip = self.options.grad_clip if self.options.grad_clip is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self._params, clip)
+        # The step's figures are read back from the device once, after the backward pass is queued and
+        # before the update: each read (`.item()`, `float()`, `if tensor`) makes the host wait for the GPU,
+        # and while it waits it queues nothing. A non-finite loss still stops the run before the update.
+        names = list(extra)
+        values = torch.stack(
+            [
+                loss.detach(),
+                torch.as_tensor(grad_norm, device=loss.device).float(),
+                *(torch.as_tensor(extra[k], device=loss.device).detach().float() for k in names),
+            ]
+        ).tolist()
+        if not math.isfinite(values[0]):
+            raise TrainingError(
+                f"loss became {values[0]} at step {self.state.step + 1}; lower --lr or set --grad-clip"
+            )
         self.optimizer.step()
         if self.ema is not None:
             # Warm-started decay (as TensorFlow's ExponentialMovingAverage with num_updates): early on
@@ -469,11 +491,7 @@ class Trainer:
             decay = min(self.options.ema_decay, (1 + t) / (10 + t))
             with torch.no_grad():
                 torch._foreach_lerp_(self.ema, self._params, 1 - decay)
-        return {
-            "train_loss": loss.item(),
-            "grad_norm": float(grad_norm),
-            **{k: float(v) for k, v in extra.items()},
-        }
+        return {"train_loss": values[0], "grad_norm": values[1], **dict(zip(names, values[2:], strict=True))}
 
     def _autocast(self):
         """The training loss's precision (``options.precision``, :mod:`dgm.training.precision`)."""

@@ -127,6 +127,9 @@ class MADE(GenerativeModel):
         )
         # Position in the training cycle of masks; a buffer so that a resumed run continues the cycle.
         self.register_buffer("mask_counter", torch.zeros((), dtype=torch.long))
+        # Its value on the host, so that a training step on a GPU need not read it back (None: read the
+        # buffer once, after a load_state_dict).
+        self._mask_step: int | None = 0
 
     @property
     def conditional(self) -> bool:
@@ -187,6 +190,10 @@ class MADE(GenerativeModel):
         per_mask = self.log_prob_per_mask(x, context)
         return torch.logsumexp(per_mask, 1) - math.log(self.num_masks)
 
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._mask_step = None
+
     def training_ordering(self, step: int) -> Tensor | None:
         """The ordering training step ``step`` uses with ``train_orderings="random"`` (else None: the
         mask's own): a seeded function of the step, so runs and resumed runs draw the same sequence."""
@@ -198,9 +205,10 @@ class MADE(GenerativeModel):
     def loss(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Mean NLL under one mask per call, cycling through the masks (the paper's training scheme);
         with ``train_orderings="random"``, under a fresh random ordering with that mask's hidden degrees."""
-        step = int(self.mask_counter)
+        step = int(self.mask_counter) if self._mask_step is None else self._mask_step
         m = step % self.num_masks
-        self.mask_counter.add_(1)
+        self._mask_step = step + 1
+        self.mask_counter.fill_(step + 1)
         x = self.validate(x)
         ctx = self._context(context, len(x))
         ordering = self.training_ordering(step)

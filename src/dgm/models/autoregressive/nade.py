@@ -400,6 +400,8 @@ class TiedAutoregressiveBody(GenerativeModel):
         self.hidden_size, self.num_classes = H, num_classes
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("ordering", make_ordering(ordering, D, g))
+        # Whether the ordering is 0..D-1, known on the host: on a GPU, comparing per batch is a read back.
+        self._is_natural_order: bool | None = torch.equal(self.ordering, torch.arange(D))
         p = self.num_inputs_per_dim
         # W[:, d] (or W[:, d, v] for the one-hot value v) is the tied input weight of dimension d.
         self.W = nn.Parameter(torch.randn((H, D) if p == 1 else (H, D, p), generator=g) * 0.01)
@@ -450,7 +452,13 @@ class TiedAutoregressiveBody(GenerativeModel):
         return params if self._natural_order() else self._natural(params)
 
     def _natural_order(self) -> bool:
-        return bool(torch.equal(self.ordering, torch.arange(self.num_dims, device=self.ordering.device)))
+        if self._is_natural_order is None:
+            self._is_natural_order = torch.equal(self.ordering.cpu(), torch.arange(self.num_dims))
+        return self._is_natural_order
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._is_natural_order = None  # the loaded ordering may be another
 
     def params_naive(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """The same parameters from D separate networks, each summing over its d-1 inputs: O(HD²)."""

@@ -434,12 +434,13 @@ class LatentVariableModel(GenerativeModel):
     def loss_and_metrics(self, x: Tensor, context: Tensor | None = None):
         t = self.training_terms(x, context)
         loss = -t["objective"].mean()
+        # 0-dim tensors, not floats: the trainer reads a step's figures back from a GPU in one go.
         with torch.no_grad():
-            metrics = {"kl": t["kl"].mean().item(), "rec": -t["reconstruction"].mean().item()}
+            metrics = {"kl": t["kl"].mean(), "rec": -t["reconstruction"].mean()}
             metrics["nelbo"] = metrics["rec"] + metrics["kl"]
             for k, v in t.items():
                 if k not in ("objective", "kl", "reconstruction"):
-                    metrics[k] = v.mean().item()
+                    metrics[k] = v.mean()
         return loss, metrics
 
     # ------------------------------------------------------------------ sampling and the latent space

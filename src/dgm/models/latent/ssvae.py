@@ -179,13 +179,13 @@ class SSVAE(VAE):
         with torch.no_grad():
             labelled = t["labelled"]
             metrics = {
-                "kl": t["kl"].mean().item(),
-                "rec": -t["reconstruction"].mean().item(),
-                "labelled_fraction": labelled.double().mean().item(),
+                "kl": t["kl"].mean(),
+                "rec": -t["reconstruction"].mean(),
+                "labelled_fraction": labelled.double().mean(),
             }
             metrics["nelbo"] = metrics["rec"] + metrics["kl"]
-            if labelled.any():
-                metrics["class_nll"] = t["class_nll"][labelled].mean().item()
+            if labelled.any():  # a batch without labels has no class NLL (NaN would poison the epoch's mean)
+                metrics["class_nll"] = t["class_nll"][labelled].mean()
         return loss, metrics
 
 
