@@ -6,7 +6,7 @@
 #
 # MINUTES is each training's wall budget. The five trainings share the GPU (each row's budget column says
 # so), and the test suite runs beside them, with the GPU visible, on three workers. 'resume' continues the
-# checkpointed flow runs (--resume) up to MINUTES in all instead of starting them afresh. Rows land in
+# checkpointed flow and PixelCNN runs (--resume) up to MINUTES in all instead of starting them afresh. Rows land in
 # benchmarks/rows/ and benchmarks/figures/ as with any benchmark run; each job's output in LOG_DIR.
 #
 # Measured with it on 2026-11-26 (one H200): five processes time-slicing one GPU ran each step several times
@@ -27,7 +27,7 @@ py=${PYTHON:-python3}
 } > "$out/machine.txt" 2>&1
 note="the GPU shared by 5 training jobs"
 flags=(--device cuda --threads 2 --quiet --shared-note "$note")
-[ "$resume" = resume ] && flow_resume=(--resume) || flow_resume=()
+[ "$resume" = resume ] && flow_resume=(--resume) || flow_resume=()  # the PixelCNN runs take it too
 later=$(python3 -c "print($minutes - 0.3)")  # the two PixelCNN runs finish apart: they share one store file
 
 # MADE sizes its cosine schedule from a measured epoch: it starts 45 s later, once the other jobs (and
@@ -39,8 +39,9 @@ $py -m benchmarks.flows_mnist --models realnvp-gpu --max-minutes "$minutes" "${f
     > "$out/realnvp.log" 2>&1 &
 $py -m benchmarks.flows_mnist --models mintnet-gpu --max-minutes "$minutes" "${flags[@]}" "${flow_resume[@]}" \
     > "$out/mintnet.log" 2>&1 &
-$py -m benchmarks.pixelcnn --models pixelcnn --max-minutes "$minutes" "${flags[@]}" > "$out/pixelcnn.log" 2>&1 &
-$py -m benchmarks.pixelcnn --models gated-pixelcnn --max-minutes "$later" "${flags[@]}" \
+$py -m benchmarks.pixelcnn --models pixelcnn --max-minutes "$minutes" "${flags[@]}" "${flow_resume[@]}" \
+    > "$out/pixelcnn.log" 2>&1 &
+$py -m benchmarks.pixelcnn --models gated-pixelcnn --max-minutes "$later" "${flags[@]}" "${flow_resume[@]}" \
     > "$out/gated.log" 2>&1 &
 if [ "$resume" != resume ]; then
     timeout 300 $py -m pytest -q -p no:cacheprovider -n 3 tests > "$out/pytest.log" 2>&1

@@ -2,6 +2,8 @@
 
     DGM_DATA_DIR=../shared/data python -m benchmarks.pixelcnn --device cuda --max-minutes 45
     DGM_DATA_DIR=../shared/data python -m benchmarks.pixelcnn --device cuda --max-minutes 7 --models pixelcnn
+    DGM_DATA_DIR=../shared/data python -m benchmarks.pixelcnn --device cuda --max-minutes 20 \
+        --models pixelcnn --resume                       (continue that run up to 20 minutes in all)
     DGM_DATA_DIR=../shared/data python -m benchmarks.pixelcnn --smoke --threads 1   (~1.5 min on CPU)
     DGM_DATA_DIR=../shared/data python -m benchmarks.pixelcnn --threads 1 --precision bf16 --models pixelcnn
     python -m benchmarks.pixelcnn --report                     (redraw RESULTS.md from the stored runs)
@@ -52,10 +54,13 @@ from benchmarks.common import (
     time_train_step,
     update_results,
 )
+from dgm.core import checkpoint as ckpt
 from dgm.training.trainer import resolve_device
 from dgm.viz import image_grid
 
 FIGURES = Path(__file__).with_name("figures")
+STEP_LOG = "benchmark_steps.json"  # in a run's directory: its per-step losses and its commands so far
+LOGGED_POINTS = 1000  # per-step losses kept in the versioned store (block means); the run keeps them all
 ANCHOR = "PixelCNN 81.30 (van den Oord et al. 2016); target ≤ 81.5 on a GPU"
 # Stored runs: a name per precision and device (see key), each pair compared in the section
 SUFFIXES = {"": "", "-bf16": " (bf16 rows)", "-gpu": " (GPU rows)", "-bf16-gpu": " (bf16 GPU rows)"}
@@ -136,35 +141,62 @@ def profile_step(model, batch: torch.Tensor, device: torch.device, rows: int = 1
 class Budget:
     """Trainer callback: a guard behind the step-time estimate. When the wall budget (less one validation
     pass) is spent, it lowers the trainer's ``max_steps`` to the current step, so the run ends the way a
-    ``max_steps`` run does: validation, best weights kept (``request_stop`` would raise instead)."""
+    ``max_steps`` run does: validation, best weights kept (``request_stop`` would raise instead). The
+    budget counts the training time of every invocation of a resumed run."""
 
     def __init__(self, seconds: float, eval_s: float):
-        self.deadline = time.monotonic() + seconds - eval_s
+        self.limit = seconds - eval_s
         self.hit = False
 
     def __call__(self, trainer) -> None:
-        if time.monotonic() > self.deadline:
+        if trainer.elapsed_s > self.limit:
             trainer.options.max_steps = trainer.state.step
             self.hit = True
 
 
 class StepLog:
-    """Trainer callback recording each step's training loss (from the running epoch sums)."""
+    """Trainer callback recording each step's training loss (from the running epoch sums). A resumed run
+    starts from the log its earlier invocation left; the steps it repeats (those after its last checkpoint)
+    replace the logged ones."""
 
-    def __init__(self):
-        self.steps: list[int] = []
-        self.losses: list[float] = []
+    def __init__(self, steps: list[int] | None = None, losses: list[float] | None = None):
+        self.steps: list[int] = list(steps or [])
+        self.losses: list[float] = list(losses or [])
         self._sum = self._count = 0.0
+        self._first = True
 
     def __call__(self, trainer) -> None:
         st = trainer.state
+        while self.steps and self.steps[-1] >= st.step:
+            self.steps.pop()
+            self.losses.pop()
         total, count = st.epoch_sums.get("train_loss", 0.0), st.epoch_count
+        if self._first:
+            self._first = False
+            if st.batch > 1:  # resumed inside an epoch: its sums hold the earlier steps too
+                self._sum, self._count = total, count
+                return
         if count < self._count:  # a new epoch reset the sums
             self._sum = self._count = 0.0
         if count > self._count:
             self.steps.append(st.step)
             self.losses.append((total - self._sum) / (count - self._count))
         self._sum, self._count = total, count
+
+
+def thin_log(entry: dict) -> dict:
+    """The entry with its per-step losses averaged over blocks to at most LOGGED_POINTS (the curve's
+    smoothing averages over ~200 points anyway): a 20,000-step GPU run's log made the store megabytes."""
+    steps, losses = entry["log_steps"], entry["log_losses"]
+    k = math.ceil(len(losses) / LOGGED_POINTS)
+    if k <= 1:
+        return entry
+    blocks = range(0, len(losses), k)
+    return {
+        **entry,
+        "log_steps": [steps[min(i + k, len(steps)) - 1] for i in blocks],
+        "log_losses": [statistics.fmean(losses[i : i + k]) for i in blocks],
+    }
 
 
 def save_curves(entries: dict, path: Path, title: str) -> None:
@@ -198,6 +230,26 @@ def save_curves(entries: dict, path: Path, title: str) -> None:
 
 
 # ---------------------------------------------------------------------------- one model
+def _train(model, train, valid, run_dir: Path, resumed: bool, args, device: torch.device, callbacks):
+    return dgm.train(
+        model,
+        train,
+        valid,
+        out=run_dir,
+        resume=resumed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        device=str(device),
+        eval_batch_size=args.eval_batch_size,
+        precision=args.precision,
+        progress=not args.quiet,
+        callbacks=callbacks,
+    )
+
+
 def run_model(
     name: str, channels: int, data: dict, args, device: torch.device, peak: dict, out: Path
 ) -> dict:
@@ -223,29 +275,24 @@ def run_model(
     )
     if args.profile:
         print(profile_step(model, batch, device), flush=True)
-    log = StepLog()
-    guard = Budget(budget, eval_s)
-    t0 = time.perf_counter()
+    # Checkpointed (every 5 minutes and at the end), so that a run can span invocations: --resume continues
+    # it up to a larger total --max-minutes (a lent GPU's lease, a CPU session), its step log with it.
+    run_dir = RUNS / ("pixelcnn-smoke" if args.smoke else "pixelcnn") / key(name, args)
+    resumed = args.resume and (run_dir / ckpt.TRAINING_STATE).exists()
+    if not resumed:
+        fresh_run_dir(run_dir)
+    earlier = ckpt.read_json(run_dir / STEP_LOG) if resumed and (run_dir / STEP_LOG).exists() else {}
+    log = StepLog(earlier.get("steps"), earlier.get("losses"))
+    commands = [*earlier.get("commands", []), _command()]
     # The wall budget itself ends training (the Budget guard), not the step estimate above: a first
     # timing taken while the machine is busy would otherwise cut a model's budget short.
-    run_dir = fresh_run_dir(RUNS / ("pixelcnn-smoke" if args.smoke else "pixelcnn") / name)
-    res = dgm.train(
-        model,
-        train,
-        valid,
-        out=run_dir,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        seed=args.seed,
-        device=str(device),
-        eval_batch_size=args.eval_batch_size,
-        precision=args.precision,
-        progress=not args.quiet,
-        callbacks=[log, guard],
-    )
-    train_s = time.perf_counter() - t0
+    guard = Budget(budget, eval_s)
+    try:
+        res = _train(model, train, valid, run_dir, resumed, args, device, [log, guard])
+    finally:  # also when interrupted: a later --resume continues the curve
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json(run_dir / STEP_LOG, {"steps": log.steps, "losses": log.losses, "commands": commands})
+    train_s = res.elapsed_s  # training and validation, over every invocation of a resumed run
     with full_fp32():  # TF32 trains; the reported likelihood is computed in full fp32
         ev = dgm.evaluate(model, test, args.eval_batch_size)
     gen = torch.Generator(device=device).manual_seed(args.seed)
@@ -287,7 +334,7 @@ def run_model(
         "log_steps": log.steps,
         "log_losses": log.losses,
         "settings": settings(args, device),
-        "command": _command(),
+        "command": "`, then `".join(commands),
         "budget_note": f"{args.max_minutes:g} min on {device_name(device)}{threads}"
         + (", bf16" if args.precision == "bf16" else "")
         + (f" ({args.shared_note})" if args.shared_note else ""),
@@ -363,12 +410,18 @@ def main():
     p.add_argument("--shared-note", default="", help="stated in the budget (e.g. other jobs on the GPU)")
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each model's checkpointed run up to --max-minutes in all (its row replaces the old)",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny run of the whole pipeline; no RESULTS.md")
     p.add_argument("--report", action="store_true", help="redraw the RESULTS.md section from the stored runs")
     p.add_argument("--figures", type=Path, default=None, help=f"figure directory (default {FIGURES})")
     args = p.parse_args()
     if args.smoke:
-        args.channels, args.layers, args.max_minutes = min(args.channels, 16), min(args.layers, 3), 0.5
+        args.channels, args.layers = min(args.channels, 16), min(args.layers, 3)
+        args.max_minutes = min(args.max_minutes, 0.5)
         args.train_subset = args.train_subset or 2000
         args.valid_subset = args.valid_subset or 500
         args.test_subset = args.test_subset or 500
@@ -409,7 +462,7 @@ def write_section(args, out: Path, new: dict) -> None:
     entries = {} if args.smoke or not store.exists() else json.loads(store.read_text())
     entries.update(new)
     names = [m + suffix for suffix in SUFFIXES for m in ("pixelcnn", "gated-pixelcnn")]
-    entries = {k: entries[k] for k in names if k in entries}
+    entries = {k: thin_log(entries[k]) for k in names if k in entries}
     out.mkdir(parents=True, exist_ok=True)
     store.write_text(json.dumps(entries, indent=1))
     budgets = sorted({e["budget_note"] for e in entries.values()})

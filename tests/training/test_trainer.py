@@ -234,6 +234,23 @@ def test_a_bad_training_batch_is_named_before_it_moves():
         model.log_prob(torch.full((1, 10), float("nan")))
 
 
+def test_elapsed_counts_every_invocation_of_a_resumed_run(tmp_path):
+    seen = []
+    first = dgm.train(fresh_model(), dynamic_data(), out=tmp_path, **OPTS)
+    options = {**OPTS, "epochs": OPTS["epochs"] + 2}
+    model = fresh_model()
+    res = dgm.train(
+        model,
+        dynamic_data(),
+        out=tmp_path,
+        resume=True,
+        callbacks=[lambda t: seen.append(t.elapsed_s)],
+        **options,
+    )
+    assert seen and first.elapsed_s < seen[0] <= seen[-1] <= res.elapsed_s
+    assert all(b >= a for a, b in itertools.pairwise(seen))
+
+
 def test_values_checked_skips_value_checks_only():
     from dgm.core.support import Support, check_input, values_checked
 

@@ -288,6 +288,7 @@ class Trainer:
         self._stop_requested = False
         self.resumed_changes: dict = {}
         self._last_checkpoint = time.monotonic()
+        self._started: float | None = None
         self._tb = None
         if resume and self.out is None:
             raise ConfigError("resume=True needs the run directory (out=...)")
@@ -311,6 +312,12 @@ class Trainer:
             )
 
     # ----------------------------------------------------------------- control
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds of training (validation included) so far, over every invocation of a resumed run: what
+        ``max_minutes`` is measured against (a callback can hold a budget of its own with it)."""
+        return self.state.elapsed_s if self._started is None else time.monotonic() - self._started
+
     def request_stop(self) -> None:
         """Stop at the next step boundary, writing a checkpoint (what Ctrl-C does)."""
         self._stop_requested = True
@@ -340,7 +347,7 @@ class Trainer:
         if self.out is not None:
             self._prepare_run_dir()
         already_finished = self.state.finished
-        start = time.monotonic() - self.state.elapsed_s
+        start = self._started = time.monotonic() - self.state.elapsed_s
         previous_handler = self._install_sigint()
         # Subnormal floats flush to zero while training: an optimizer's running averages decay into the
         # subnormal range wherever gradients are (near) zero — RMSProp's squared-gradient average (decay
@@ -356,6 +363,9 @@ class Trainer:
                 if self.out is not None:
                     self._save_checkpoint()
         finally:
+            if not self.state.finished:  # interrupted or failed: the time spent still counts
+                self.state.elapsed_s = time.monotonic() - start
+            self._started = None
             torch.set_flush_denormal(False)
             self._restore_sigint(previous_handler)
             if self._tb is not None:
