@@ -12,7 +12,8 @@
 # Measured with it on 2026-11-26 (one H200): five processes time-slicing one GPU ran each step several times
 # slower than alone (MADE 2x8000: 29.8 ms against 5.6 ms alone; PixelCNN: 29 ms at the start, 54 ms over
 # the run), and MintNet's budget plus its test pass and sampling outran the 10-minute command. One training
-# per command uses a lease better; this script remains for a machine with the time to share.
+# per command uses a lease better (benchmarks/lease.sh runs one across a lease's commands); this script
+# remains for a machine with the time to share.
 set -u
 out=${1:?usage: gpu_runs.sh LOG_DIR MINUTES [resume]}
 minutes=${2:?usage: gpu_runs.sh LOG_DIR MINUTES [resume]}
