@@ -388,6 +388,12 @@ def test_vae_run_directory_has_latent_grids(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0, err
     assert all((out / name).stat().st_size > 0 for name in ("reconstructions.png", "interpolations.png"))
+    # An estimate is drawn once: the per-example scores are those the reported NLL averages.
+    scores = tmp_path / "s.npy"
+    code, stdout, _ = run(capsys, "eval", str(out), "--num-samples", "3", "--scores", str(scores))
+    assert code == 0 and "(estimate)" in stdout
+    nll = json.loads((out / "results.json").read_text())["test"]["nll"]
+    assert -np.load(scores).mean() == pytest.approx(nll, rel=1e-12)
 
 
 # ---------------------------------------------------------------------------- superres, denoise, purify

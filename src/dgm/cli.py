@@ -871,7 +871,7 @@ def cmd_eval(args) -> None:
 
     import dgm
     from dgm.core import checkpoint as ckpt
-    from dgm.evaluation import evaluate, log_prob_dataset
+    from dgm.evaluation import log_prob_dataset, summarize_log_probs
     from dgm.training import resolve_device
 
     _positive("--batch-size", args.batch_size)
@@ -889,11 +889,14 @@ def cmd_eval(args) -> None:
         raise ConfigError(
             f"{model.name} has an exact log_prob; --num-samples applies to latent-variable models"
         )
-    res = evaluate(model, ds, batch_size=args.batch_size, **kw)
+    # Scored once: the per-example values (--scores) are those the summary averages (an estimate drawn
+    # twice would differ, and scoring twice doubles a long evaluation).
+    log_probs = log_prob_dataset(model, ds, args.batch_size, progress=True, **kw)
+    res = summarize_log_probs(model, ds, log_probs, args.batch_size, **kw)
     _update_results(run_dir, args.split, res)
     print(_fmt_result(res))
     if args.scores:
-        scores = log_prob_dataset(model, ds, args.batch_size, **kw).numpy()
+        scores = log_probs.numpy()
         out = Path(args.scores)
         if out.suffix == ".npy":
             _save_npy(out, scores)
