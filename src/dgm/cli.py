@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import math
 import os
 import sys
 import time
 from pathlib import Path
 
+from dgm.core import progress
 from dgm.core.errors import ConfigError, DgmError
 from dgm.core.support import Support
 
@@ -816,7 +818,7 @@ def cmd_train(args, extra: list[str]) -> None:
         + (" (stopped early)" if result.stopped_early else "")
     )
     test_ds = _load_split(args.data, "test", args.data_dir, False, data_opts, event_shape)
-    res = evaluate(model, _low_resolution(test_ds, model))
+    res = evaluate(model, _low_resolution(test_ds, model), progress=not args.no_progress)
     _update_results(out, "test", res)
     print(_fmt_result(res))
     if getattr(model, "discriminative", False):
@@ -826,7 +828,8 @@ def cmd_train(args, extra: list[str]) -> None:
     num = args.num_samples or {"points": 2000, "text": 4}.get(train_ds.kind, 64)
     # Image-conditioned: samples given the low-resolution validation images (`dgm superres` shows both).
     context = _class_cycle(model, num) if factor is None else _cycle(valid_ds.y, num).to(model.device)
-    samples = model.sample(num, context=context, generator=gen)
+    with progress.shown(f"sampling {num}") if not args.no_progress else contextlib.nullcontext():
+        samples = model.sample(num, context=context, generator=gen)
     path = save_samples(
         samples,
         out / "samples.png",
@@ -967,7 +970,7 @@ def cmd_sample(args) -> None:
         )
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), progress.shown(f"sampling {n}"):
             samples = model.sample(n, context=context, generator=gen)
     except (RuntimeError, MemoryError) as e:  # a CPU allocation failure is a plain RuntimeError
         if not isinstance(e, MemoryError | torch.OutOfMemoryError) and "can't allocate" not in str(e):

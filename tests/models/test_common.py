@@ -315,3 +315,17 @@ def test_a_training_step_reads_back_from_the_device_once(name, support, monkeypa
     assert run.state.step == steps
     budget = steps * (1 + EXTRA_READS.get((name, support), 0)) + 1  # + 1: a value a model reads once
     assert reads.count <= budget, f"{reads.count} reads in {steps} steps: {reads.where}"
+
+
+@pytest.mark.parametrize(("name", "support"), cases())
+def test_sampling_with_a_progress_bar_draws_the_same(name, support):
+    """`dgm sample` shows the sequential loops' progress; the bar must not change a single draw."""
+    from dgm.core import progress
+
+    model = make(name, support, 5)
+    context = _context_for(model, 4)
+    seed = int(torch.randint(2**31, ()))
+    plain = model.sample(4, generator=torch.Generator().manual_seed(seed), **context)
+    with progress.shown("sampling"):
+        shown = model.sample(4, generator=torch.Generator().manual_seed(seed), **context)
+    assert torch.equal(plain, shown)

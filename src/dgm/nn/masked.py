@@ -29,6 +29,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils import _python_dispatch
 
 from dgm.core.errors import ConfigError
+from dgm.core.progress import steps
 from dgm.nn.functional import hidden_sizes_list
 
 ORDERINGS = ("natural", "reverse", "random")
@@ -654,7 +655,7 @@ class MaskedMLP(nn.Module):
         # 0 in hs, and a unit's pre-activation a1 is read only once, at its own degree, before the inputs
         # it must not see arrive. The first layer's columns are read as rows of its transpose (contiguous).
         w_in = first_layer.weight.t().contiguous() if deep else None
-        for t in range(num_dims):
+        for t in steps(num_dims, "dim"):
             if deep:  # the units of degree t: their inputs (positions < t, units of degree <= t) are final
                 for i, (order, offsets, counts_t) in enumerate(schedules):
                     k = widest[i][t]
@@ -820,7 +821,7 @@ class ResidualMaskedMLP(nn.Module):
         # product over the whole vector sees exactly the units a mask keeps); h: the final stream.
         streams = [a1.new_zeros(n, self.hidden_size) for _ in range(2 * self.num_blocks)]
         h = a1.new_zeros(n, self.hidden_size)
-        for t in range(D):
+        for t in steps(D, "dim"):
             units = (self.degrees == t).nonzero()[:, 0]
             if len(units):
                 u = a1[:, units]

@@ -27,6 +27,7 @@ from torch.distributions import Bernoulli, Categorical, Distribution
 from dgm.core.distributions import sample as draw
 from dgm.core.errors import ConfigError
 from dgm.core.model import GenerativeModel
+from dgm.core.progress import steps
 from dgm.core.registry import register
 from dgm.nn.masked import MaskedLinear, input_degrees, made_masks, make_ordering
 
@@ -143,7 +144,7 @@ class FVSBN(GenerativeModel):
         weight = self.linear.masked_weight()
         inputs = torch.zeros(n, P * D, device=self.device, dtype=weight.dtype)
         x = torch.zeros(n, D, device=self.device)
-        for d in self.ordering.tolist():
+        for d in steps(self.ordering.tolist(), "dim"):
             rows = torch.arange(P, device=self.device) * D + d
             logits = inputs @ weight[rows].T + bias[:, rows]
             if self.support.kind == "binary":

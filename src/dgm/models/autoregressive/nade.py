@@ -34,6 +34,7 @@ from torch.distributions import Bernoulli, Categorical, Distribution
 from dgm.core.distributions import sample as draw
 from dgm.core.errors import ConfigError
 from dgm.core.model import GenerativeModel
+from dgm.core.progress import steps
 from dgm.core.registry import register
 from dgm.nn.masked import make_ordering
 
@@ -507,7 +508,7 @@ class TiedAutoregressiveBody(GenerativeModel):
         n = self.check_num_samples(num_samples)
         a = self._start(self.class_labels(context, n), n).clone()
         x = torch.zeros(n, self.num_dims, device=self.device, dtype=self.c.dtype)
-        for t, d in enumerate(self.ordering.tolist()):
+        for t, d in enumerate(steps(self.ordering.tolist(), "dim")):
             rho = self._rho(t)
             h = _activate(a * rho if rho is not None else a, self.activation)
             value = self._draw(h @ self.V[d].T + self.b[d], generator)

@@ -36,6 +36,7 @@ from torch.distributions import Bernoulli, Categorical, Distribution
 from dgm.core.distributions import sample as draw
 from dgm.core.errors import ConfigError, DataError
 from dgm.core.model import GenerativeModel
+from dgm.core.progress import steps
 from dgm.core.registry import register
 from dgm.nn.conv import (
     ContextNetwork,
@@ -232,7 +233,7 @@ class _PixelCNNBase(GenerativeModel):
         if n == 0:
             return x
         reach = self.receptive_rows
-        for r in range(H):
+        for r in steps(H, "row"):
             # Row r's conditionals see rows r-reach..r only: run the network on that band and keep
             # its last row, which is exactly what the full image would give (tests/.../test_pixelcnn.py).
             top = max(0, r - reach)

@@ -15,6 +15,7 @@ from torch.distributions import Categorical
 from dgm.core.distributions import sample as draw
 from dgm.core.errors import ConfigError, DataError
 from dgm.core.model import GenerativeModel
+from dgm.core.progress import steps
 
 
 class SequenceModel(GenerativeModel):
@@ -103,7 +104,7 @@ class SequenceModel(GenerativeModel):
             )
         token = torch.full((n,), self.start_token, dtype=torch.long, device=self.device)
         state = None
-        for i in range(D):
+        for i in steps(D, "token"):
             logits, state = self.step(token, i, state, ctx)
             if i < P:
                 token = out[:, i]

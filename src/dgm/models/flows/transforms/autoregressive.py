@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm.core.errors import ConfigError, DataError
+from dgm.core.progress import steps
 from dgm.models.flows.transforms.base import Transform, check_context, soft_clamp
 from dgm.nn.functional import check_soft_clamp
 from dgm.nn.masked import MaskedMLP, ResidualMaskedMLP
@@ -192,7 +193,7 @@ class MaskedAffineAutoregressive(Transform):
             return self._generate(z, context)
         x = torch.zeros_like(z)
         alpha = z.new_zeros(z.shape)
-        for _ in range(self.num_features):
+        for _ in steps(self.num_features, "dim"):
             mu, alpha = self._params(x, context)
             x = z * torch.exp(alpha) + mu
         return x, alpha.sum(1)
