@@ -50,6 +50,7 @@ def log_prob_dataset(
     bar = tqdm(
         total=math.ceil(len(data) / batch_size),
         desc=f"scoring {data.name}/{data.split}",
+        unit="batch",
         disable=None if progress else True,  # None: a bar only on a terminal
         leave=False,
         dynamic_ncols=True,
