@@ -1363,18 +1363,19 @@ def cmd_inpaint(args) -> None:
         f"{model.name} on {ds.name}/{ds.split}: {len(x)} examples, mask {args.mask!r}: "
         f"{missing} of {model.num_dims} values missing"
     )
-    res = impute(
-        model,
-        x,
-        mask,
-        args.completions,
-        method=args.method,
-        context=context,
-        sweeps=args.sweeps,
-        burn_in=args.burn_in,
-        block_size=args.block_size,
-        generator=gen,
-    )
+    with progress.shown("completing"):
+        res = impute(
+            model,
+            x,
+            mask,
+            args.completions,
+            method=args.method,
+            context=context,
+            sweeps=args.sweeps,
+            burn_in=args.burn_in,
+            block_size=args.block_size,
+            generator=gen,
+        )
     print(f"imputation: {res.describe()}")
     try:
         method = select_method(model, mask, "auto", "likelihood")
@@ -1495,7 +1496,8 @@ def cmd_superres(args) -> None:
         f"({H}x{W} -> {H // factor}x{W // factor}), {args.num_samples} samples each"
     )
     model.eval()
-    res = evaluate_super_resolution(model, x, factor, args.num_samples, generator=gen)
+    with progress.shown("sampling"):
+        res = evaluate_super_resolution(model, x, factor, args.num_samples, generator=gen)
     print(f"super-resolution: {res.describe()}")
     nll = -res.log_prob.double().cpu()
     figures = {
@@ -1556,16 +1558,17 @@ def cmd_denoise(args) -> None:
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     y = add_noise(x.cpu(), noise, generator=torch.Generator().manual_seed(args.seed + 1))  # same y anywhere
     print(f"{model.name} on {ds.name}/{ds.split}: {len(x)} examples corrupted with {noise.spec}")
-    res = denoise(
-        model,
-        y.to(model.device),
-        noise,
-        num_samples=args.num_samples,
-        num_steps=args.steps,
-        burn_in=args.burn_in,
-        generator=gen,
-        method=method,
-    )
+    with progress.shown("denoising"):
+        res = denoise(
+            model,
+            y.to(model.device),
+            noise,
+            num_samples=args.num_samples,
+            num_steps=args.steps,
+            burn_in=args.burn_in,
+            generator=gen,
+            method=method,
+        )
     print(f"denoising: {res.describe()}")
     # PSNR on the data's own scale: [0, 1] for dequantised and binary data, 0..k-1 for categorical(k)
     k = model.support.num_categories

@@ -69,6 +69,7 @@ import torch
 from torch import Tensor
 
 from dgm.core.errors import ConfigError, DataError
+from dgm.core.progress import steps as steps_of
 from dgm.tasks.imputation import _evaluating, _log_prob, _rand_device, _repeat
 
 METHODS = ("auto", "flow-latent", "vae-latent", "flip-mh", "mala")
@@ -392,7 +393,7 @@ def _mala(log_target: Callable, theta: Tensor, steps: int, burn_in: int, step_si
     lp, grad, aux = _value_and_grad(log_target, theta)
     log_eps = torch.full((len(theta),), math.log(step_size), device=theta.device, dtype=theta.dtype)
     accepted, count = 0.0, 0
-    for t in range(steps):
+    for t in steps_of(steps, "step"):
         eps = log_eps.exp()[:, None]
         xi = _gen_randn(theta.shape, generator, theta.device).to(theta.dtype)
         prop = theta + 0.5 * eps**2 * grad + eps * xi
@@ -603,7 +604,7 @@ def _run_flip_mh(model, yf, noise, s, steps, burn_in, generator):
     if not torch.isfinite(lp_cur).all():
         bad = int((~torch.isfinite(lp_cur)).sum())
         raise DataError(f"{model.name} gives probability 0 to {bad} noisy input(s); cannot start the chains")
-    for sweep in range(steps):
+    for sweep in steps_of(steps, "sweep"):
         p_one = torch.empty_like(cur) if sweep >= burn_in else None
         for site in torch.randperm(d, generator=generator, device=dev).tolist():
             prop = cur.clone()

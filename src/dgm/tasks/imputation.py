@@ -61,6 +61,7 @@ from torch.distributions import (
 
 from dgm.core.distributions import sample as draw
 from dgm.core.errors import ConfigError, DataError
+from dgm.core.progress import steps
 
 METHODS = ("auto", "closed-form", "autoregressive", "enumeration", "gibbs", "metropolis")
 EXACT_METHODS = ("closed-form", "autoregressive", "enumeration")
@@ -736,7 +737,7 @@ def gibbs_impute(
         cur, how = _initial_state(model, xs, ms, cs, init, generator)
         sites = ms.any(0).nonzero()[:, 0]
         values = torch.arange(k, device=xf.device, dtype=cur.dtype)
-        for _ in range(sweeps):
+        for _ in steps(sweeps, "sweep"):
             for d in sites[
                 torch.randperm(len(sites), generator=generator, device=dev).to(sites.device)
             ].tolist():
@@ -802,7 +803,7 @@ def metropolis_impute(
         lp_cur = _log_prob(model, cur, cs, batch_size)
         log_step = torch.full_like(cur, math.log(step_size))
         sites = ms.any(0).nonzero()[:, 0]
-        for sweep in range(sweeps):
+        for sweep in steps(sweeps, "sweep"):
             perm = sites[torch.randperm(len(sites), generator=generator, device=dev).to(sites.device)]
             for block in perm.split(block_size):
                 active = ms[:, block].any(1).nonzero()[:, 0]
