@@ -251,6 +251,24 @@ def test_elapsed_counts_every_invocation_of_a_resumed_run(tmp_path):
     assert all(b >= a for a, b in itertools.pairwise(seen))
 
 
+def test_a_models_figures_may_be_floats_or_tensors(tmp_path):
+    """loss_and_metrics may return 0-dim tensors (read back with the loss) or floats; both reach metrics.csv
+    as the epoch's example-weighted mean."""
+    model = fresh_model()
+    loss_of = model.loss
+
+    def loss_and_metrics(x, context=None):
+        loss = loss_of(x, context)
+        return loss, {"as_tensor": 2 * loss.detach(), "as_float": 3.0, "count": torch.tensor(len(x))}
+
+    model.loss_and_metrics = loss_and_metrics
+    dgm.train(model, dynamic_data(), out=tmp_path, **{**OPTS, "epochs": 2})
+    rows = read_csv(tmp_path / "metrics.csv")
+    for row in rows:
+        assert float(row["as_tensor"]) == pytest.approx(2 * float(row["train_loss"]), rel=1e-5)
+        assert float(row["as_float"]) == 3.0 and float(row["count"]) > 0
+
+
 def test_values_checked_skips_value_checks_only():
     from dgm.core.support import Support, check_input, values_checked
 

@@ -460,17 +460,11 @@ class Trainer:
         # shapes only, and torch.distributions nothing (values_checked): on a GPU each check is a read back.
         x = self._to_device(check_input(x, self.model.event_shape, self.model.support, "training batch"))
         context = self._to_device(y) if (self.model.conditional and y is not None) else None
-        try:
-            with self._autocast(), values_checked():
-                loss, extra = self.model.loss_and_metrics(x, context)
-            loss = loss.float()
-        except ValueError as e:  # torch.distributions' argument check on NaN/inf parameters
-            if "invalid values" not in str(e):
-                raise
-            step = self.state.step + 1
-            raise TrainingError(
-                f"model parameters became NaN/inf at step {step}; lower --lr or set --grad-clip"
-            ) from None
+        # (NaN/inf parameters give a non-finite loss, caught below: torch.distributions' own argument
+        # check, which raised ValueError here before, is off inside values_checked.)
+        with self._autocast(), values_checked():
+            loss, extra = self.model.loss_and_metrics(x, context)
+        loss = loss.float()
         lr = learning_rate(self.options, self.state.step, self._steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -481,14 +475,15 @@ class Trainer:
         # The step's figures are read back from the device once, after the backward pass is queued and
         # before the update: each read (`.item()`, `float()`, `if tensor`) makes the host wait for the GPU,
         # and while it waits it queues nothing. A non-finite loss still stops the run before the update.
-        names = list(extra)
+        names = [k for k, v in extra.items() if isinstance(v, Tensor)]  # (floats are on the host already)
         values = torch.stack(
             [
                 loss.detach(),
-                torch.as_tensor(grad_norm, device=loss.device).float(),
-                *(torch.as_tensor(extra[k], device=loss.device).detach().float() for k in names),
+                grad_norm.to(loss.device).float(),
+                *(extra[k].detach().to(loss.device).float() for k in names),
             ]
         ).tolist()
+        read = dict(zip(names, values[2:], strict=True))
         if not math.isfinite(values[0]):
             raise TrainingError(
                 f"loss became {values[0]} at step {self.state.step + 1}; lower --lr or set --grad-clip"
@@ -501,7 +496,11 @@ class Trainer:
             decay = min(self.options.ema_decay, (1 + t) / (10 + t))
             with torch.no_grad():
                 torch._foreach_lerp_(self.ema, self._params, 1 - decay)
-        return {"train_loss": values[0], "grad_norm": values[1], **dict(zip(names, values[2:], strict=True))}
+        return {
+            "train_loss": values[0],
+            "grad_norm": values[1],
+            **{k: read[k] if k in read else float(v) for k, v in extra.items()},
+        }
 
     def _autocast(self):
         """The training loss's precision (``options.precision``, :mod:`dgm.training.precision`)."""
