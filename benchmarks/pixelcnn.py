@@ -230,26 +230,6 @@ def save_curves(entries: dict, path: Path, title: str) -> None:
 
 
 # ---------------------------------------------------------------------------- one model
-def _train(model, train, valid, run_dir: Path, resumed: bool, args, device: torch.device, callbacks):
-    return dgm.train(
-        model,
-        train,
-        valid,
-        out=run_dir,
-        resume=resumed,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        seed=args.seed,
-        device=str(device),
-        eval_batch_size=args.eval_batch_size,
-        precision=args.precision,
-        progress=not args.quiet,
-        callbacks=callbacks,
-    )
-
-
 def run_model(
     name: str, channels: int, data: dict, args, device: torch.device, peak: dict, out: Path
 ) -> dict:
@@ -288,7 +268,23 @@ def run_model(
     # timing taken while the machine is busy would otherwise cut a model's budget short.
     guard = Budget(budget, eval_s)
     try:
-        res = _train(model, train, valid, run_dir, resumed, args, device, [log, guard])
+        res = dgm.train(
+            model,
+            train,
+            valid,
+            out=run_dir,
+            resume=resumed,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            patience=args.patience,
+            seed=args.seed,
+            device=str(device),
+            eval_batch_size=args.eval_batch_size,
+            precision=args.precision,
+            progress=not args.quiet,
+            callbacks=[log, guard],
+        )
     finally:  # also when interrupted: a later --resume continues the curve
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_json(run_dir / STEP_LOG, {"steps": log.steps, "losses": log.losses, "commands": commands})
