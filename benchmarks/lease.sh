@@ -60,7 +60,7 @@ wait)
     end=$(( $(date +%s) + seconds ))
     while running && [ "$(date +%s)" -lt "$end" ]; do
         left=$(( end - $(date +%s) ))
-        sleep $(( left < 5 ? left : 5 ))
+        sleep $(( left < 1 ? left : 1 ))
     done
     tail -n 25 "$log" 2>/dev/null
     state

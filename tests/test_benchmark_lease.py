@@ -21,11 +21,14 @@ def lease(tmp_path, *args):
 def test_start_wait_collect(tmp_path):
     (tmp_path / "benchmarks" / "rows").mkdir(parents=True)
     (tmp_path / "benchmarks" / "rows" / "old.json").write_text("{}")
-    job = "sleep 4; echo trained; echo '{\"nll\": 1}' > benchmarks/rows/new.json; exit 3"
+    # The job waits for a file the test writes: it is still running when start returns, however loaded
+    # the machine.
+    job = "until [ -f go ]; do sleep 0.1; done; echo trained; echo '{}' > benchmarks/rows/new.json; exit 3"
     rc, out = lease(tmp_path, "start", "run1", "--", "bash", "-c", job)
     assert rc == 0 and "run1 running" in out  # start returned while the job goes on
     rc, out = lease(tmp_path, "start", "run1", "--", "true")
     assert rc == 1 and "already running" in out
+    (tmp_path / "go").touch()
     rc, out = lease(tmp_path, "wait", "run1", "20")
     assert "trained" in out and "finished, exit status 3" in out
     rc, out = lease(tmp_path, "collect", "run1", str(tmp_path / "out"))
