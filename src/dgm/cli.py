@@ -273,8 +273,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--checkpoint-every",
         type=float,
-        default=300.0,
-        help="seconds between checkpoints (one is always written when training ends or is interrupted)",
+        default=None,
+        help="seconds between checkpoints (default: 20x the last write's duration, at least 30 s; one is "
+        "always written when training ends or is interrupted)",
     )
     s.add_argument("--num-train", type=int, help="use only the first N training examples")
     s.add_argument(

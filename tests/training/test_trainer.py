@@ -495,6 +495,25 @@ def test_sigterm_stops_with_a_checkpoint_like_ctrl_c(tmp_path):
     assert result.steps == OPTS["epochs"] * 10 and not result.already_finished  # 600 examples, batches of 64
 
 
+def test_the_automatic_checkpoint_interval_follows_the_write_time(tmp_path):
+    """By default a checkpoint is due 20× its last write's duration after it, and at least 30 s after."""
+    from dgm.training.trainer import AUTO_CHECKPOINT_FACTOR, AUTO_CHECKPOINT_MIN_S
+
+    run = Trainer(fresh_model(), dynamic_data(), out=tmp_path, **OPTS)
+    assert run.options.checkpoint_every is None
+    assert run._checkpoint_interval() == AUTO_CHECKPOINT_MIN_S == 30.0  # before any write
+    run.run()
+    measured = run._last_write_s
+    assert 0 < measured < 30 / AUTO_CHECKPOINT_FACTOR  # a tiny model's state: the floor applies
+    assert run._checkpoint_interval() == 30.0
+    slow = float(torch.empty(()).uniform_(2.0, 60.0))
+    run._last_write_s = slow
+    assert run._checkpoint_interval() == pytest.approx(AUTO_CHECKPOINT_FACTOR * slow)
+    fixed = Trainer(fresh_model(), dynamic_data(), checkpoint_every=7.5, **OPTS)
+    fixed._last_write_s = slow
+    assert fixed._checkpoint_interval() == 7.5
+
+
 @pytest.mark.parametrize("every", [1e-9, 1e9])
 def test_checkpoints_follow_checkpoint_every_and_the_best_weights_reach_disk(tmp_path, monkeypatch, every):
     """The training state is written at most every ``checkpoint_every`` seconds and always at the end; the
