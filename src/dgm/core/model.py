@@ -215,14 +215,18 @@ class GenerativeModel(nn.Module):
             raise DataError(f"class context must have shape (N,), got {tuple(context.shape)}")
         if batch_size is not None and len(context) != batch_size:
             raise DataError(f"class context has {len(context)} labels for a batch of {batch_size}")
-        if context.is_floating_point():
-            if not torch.isfinite(context).all():
-                raise DataError("class context contains NaN or inf")
-            if (context != context.round()).any():
-                raise DataError("class context has non-integer labels")
-        elif context.dtype == torch.bool or context.is_complex():
+        if context.dtype == torch.bool or context.is_complex():
             raise DataError(f"class context must hold integer labels, got dtype {context.dtype}")
-        if len(context) and (context.min() < 0 or context.max() >= num_classes):
+        # One read back for the valid case (on a GPU every read waits for the queue); the error's details
+        # are worked out only once something is wrong.
+        bad = (context < 0) | (context >= num_classes)
+        if context.is_floating_point():
+            bad = bad | ~torch.isfinite(context) | (context != context.round())
+        if len(context) and bool(bad.any()):
+            if context.is_floating_point() and not torch.isfinite(context).all():
+                raise DataError("class context contains NaN or inf")
+            if context.is_floating_point() and (context != context.round()).any():
+                raise DataError("class context has non-integer labels")
             raise DataError(
                 f"class context out of range: labels must be in 0..{num_classes - 1}, "
                 f"got {int(context.min())}..{int(context.max())}"
