@@ -19,8 +19,9 @@
 set -u
 dir=${LEASE_DIR:-/tmp/lease}
 usage="usage: lease.sh start NAME -- COMMAND... | wait NAME SECONDS | collect NAME DEST"
-verb=${1:?$usage}
-name=${2:?$usage}
+[ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
+verb=$1
+name=$2
 [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "lease.sh: NAME must be letters, digits, '.', '_' or '-'" >&2; exit 2; }
 mkdir -p "$dir"
 log="$dir/$name.log" pidf="$dir/$name.pid" rcf="$dir/$name.rc" stamp="$dir/$name.start"
@@ -55,7 +56,8 @@ start)
     state
     ;;
 wait)
-    seconds=${3:?$usage}
+    [[ "${3:-}" =~ ^[0-9]+$ ]] || { echo "$usage" >&2; exit 2; }
+    seconds=$3
     [ -f "$stamp" ] || { echo "lease.sh: nothing named $name was started" >&2; exit 1; }
     end=$(( $(date +%s) + seconds ))
     while running && [ "$(date +%s)" -lt "$end" ]; do
@@ -66,7 +68,8 @@ wait)
     state
     ;;
 collect)
-    dest=${3:?$usage}
+    [ -n "${3:-}" ] || { echo "$usage" >&2; exit 2; }
+    dest=$3
     [ -f "$stamp" ] || { echo "lease.sh: nothing named $name was started" >&2; exit 1; }
     mkdir -p "$dest"
     cp "$log" "$dest/$name.log" 2>/dev/null

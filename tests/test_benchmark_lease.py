@@ -42,5 +42,6 @@ def test_bad_calls_are_one_line_errors(tmp_path):
     assert rc == 2 and "NAME must be" in out
     rc, out = lease(tmp_path, "wait", "never", "1")
     assert rc == 1 and "nothing named never was started" in out
-    rc, out = lease(tmp_path, "start", "x", "true")
-    assert rc == 2 and out.startswith("usage")
+    for args in (("start", "x", "true"), (), ("wait", "x", "soon"), ("collect", "x")):
+        rc, out = lease(tmp_path, *args)
+        assert rc == 2 and out.startswith("usage") and out.count("\n") == 1, args
