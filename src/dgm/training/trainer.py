@@ -429,10 +429,7 @@ class Trainer:
                     break
                 if self._out_of_time(start):
                     break
-                if (
-                    self.out is not None
-                    and time.monotonic() - self._last_checkpoint > self._checkpoint_interval()
-                ):
+                if self.out is not None and self._checkpoint_due():
                     st.elapsed_s = time.monotonic() - start
                     self._save_checkpoint()
             bar.close()
@@ -582,7 +579,7 @@ class Trainer:
             # The training state (weights, optimizer moments, best weights) at most every checkpoint
             # interval (_checkpoint_interval), and always when training ends or is interrupted. The metrics,
             # which `dgm report` and the curves read, go out after every epoch.
-            if time.monotonic() - self._last_checkpoint >= self._checkpoint_interval():
+            if self._checkpoint_due():
                 self._save_checkpoint()
             else:
                 ckpt.atomic_write(self.out / ckpt.METRICS, _csv(self.state.history))
@@ -656,6 +653,9 @@ class Trainer:
             {"at_epoch": self.state.epoch, "at_step": self.state.step, "changed": changed}
         )
         ckpt.write_json(path, info)
+
+    def _checkpoint_due(self) -> bool:
+        return time.monotonic() - self._last_checkpoint >= self._checkpoint_interval()
 
     def _checkpoint_interval(self) -> float:
         if self.options.checkpoint_every is not None:
