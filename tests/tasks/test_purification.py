@@ -122,7 +122,12 @@ def test_quantize_stays_in_the_ball_on_integer_levels(on_grid):
     adv = (x + eps * (2 * torch.rand_like(x) - 1)).clamp(0, 1)
     q = quantize(adv, x, eps)
     assert torch.equal(q, q.round()) and q.min() >= 0 and q.max() <= 255
-    assert (q / 255 - x).abs().max() <= eps + 1e-6
+    # Off the grid, a ball narrower than a level may hold no level (eps near 0: DGM_TEST_SEED=13243); there
+    # the result is the level just below it, less than a level outside. Elsewhere it stays in the ball.
+    empty = torch.ceil((x - eps) * 255 - 1e-6) > torch.floor((x + eps) * 255 + 1e-6)
+    assert (((q / 255 - x).abs() <= eps + 1e-6) | empty).all()
+    assert (q[empty] == torch.floor((x[empty] + eps) * 255 + 1e-6)).all()
+    assert not empty.any() or (not on_grid and eps < 0.5 / 255)
     if on_grid:  # the nearest level, unless that one is outside the ball: then the ball's last level
         r = math.floor(eps * 255 + 1e-9)
         at_edge = ((q - x * 255).round().abs() == r) & ((adv * 255 - q).abs() > 0.5 + 1e-4)

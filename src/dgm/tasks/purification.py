@@ -405,7 +405,9 @@ def quantize(x_adv: Tensor, x: Tensor, eps: float, levels: int = 256) -> Tensor:
 
     Both are [0, 1] images; the result holds integer levels (float32), as a ``categorical(levels)``
     model expects: divide by levels−1 to classify it. Rounding alone could leave the ball by half a level,
-    so each value is clipped to [⌈(x − ε)(levels−1)⌉, ⌊(x + ε)(levels−1)⌋].
+    so each value is clipped to [⌈(x − ε)(levels−1)⌉, ⌊(x + ε)(levels−1)⌋]. For x on the grid of levels
+    (8-bit images) that interval always holds a level; for x off it and ε under half a level it may hold
+    none, and the level just below the ball is returned.
     """
     eps = _check_eps(eps)
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
